@@ -1,0 +1,3 @@
+from krun.cli import main
+
+main()

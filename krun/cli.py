@@ -1,0 +1,270 @@
+"""krun's command line: one table of commands and options, two parsers over it.
+
+The fast parser below handles every well-formed call without importing click, whose
+import alone (35-40 ms here) costs more than a whole `runc run`. click, built from the
+same table in `krun.cli_click`, takes over for --help and for anything the fast parser
+does not accept, so it words every usage error. One table means the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import SimpleNamespace
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
+
+if TYPE_CHECKING:
+    from typing import Any
+
+FLAG, VALUE, INT, MULTI = "flag", "value", "int", "multi"
+
+
+class Opt:
+    __slots__ = ("choices", "default", "dest", "help", "kind", "long", "short")
+
+    def __init__(self, long: str, short: str | None = None, kind: str = FLAG,
+                 default: Any = None, help: str = "", choices: tuple[str, ...] = ()) -> None:
+        self.long, self.short, self.kind, self.default = long, short, kind, default
+        self.help, self.choices = help, choices
+        self.dest = long.lstrip("-").replace("-", "_")
+
+    def initial(self) -> Any:
+        if self.kind == MULTI:
+            return []
+        if self.kind == FLAG:
+            return bool(self.default)
+        return self.default
+
+
+class Arg:
+    __slots__ = ("name", "required")
+
+    def __init__(self, name: str, required: bool = True) -> None:
+        self.name, self.required = name, required
+
+
+# Plain classes, not dataclasses: importing dataclasses costs ~20 ms (inspect, re, enum),
+# more than krun's whole budget for `state`.
+class Cmd:
+    __slots__ = ("args", "help", "module_name", "name", "opts", "rest")
+
+    def __init__(self, name: str, help: str, opts: tuple[Opt, ...] = (),
+                 args: tuple[Arg, ...] = (Arg("container_id"),), rest: str | None = None,
+                 module: str = "") -> None:
+        self.name, self.help, self.opts, self.args = name, help, opts, args
+        # Trailing free arguments (exec's command): option parsing stops once the fixed
+        # arguments are filled, as in runc, so `exec ID sh -c x` keeps its `-c`.
+        self.rest = rest
+        self.module_name = module or name
+
+
+_PID_FILE = Opt("--pid-file", kind=VALUE, help="write the container process id to this file")
+_CONSOLE = Opt("--console-socket", kind=VALUE,
+               help="path to an AF_UNIX socket that receives the pty master fd")
+_PRESERVE = Opt("--preserve-fds", kind=INT, default=0, help="pass N additional fds to the container")
+_BUNDLE = Opt("--bundle", "-b", kind=VALUE, default=".", help="path to the OCI bundle")
+_CREATE_OPTS = (
+    _BUNDLE, _CONSOLE, _PID_FILE, _PRESERVE,
+    Opt("--no-pivot", help="do not use pivot_root (for ramfs roots)"),
+    Opt("--no-new-keyring", help="do not create a new session keyring"),
+)
+
+GLOBAL_OPTS: tuple[Opt, ...] = (
+    Opt("--root", kind=VALUE, default="/run/krun", help="directory of krun's container state"),
+    Opt("--log", kind=VALUE, help="log file (errors and warnings)"),
+    Opt("--log-format", kind=VALUE, default="text", choices=("text", "json"), help="log format"),
+    Opt("--debug", help="verbose logging"),
+    Opt("--systemd-cgroup", help="use the systemd cgroup manager"),
+    Opt("--kontain", kind=VALUE, choices=("auto", "always", "never"),
+        help="when to run containers under KM (default from /etc/krun/krun.toml, else auto)"),
+    Opt("--version", "-v", help="print the version and exit"),
+)
+
+COMMANDS: tuple[Cmd, ...] = (
+    Cmd("create", "create a container from a bundle; it waits for `start`", _CREATE_OPTS),
+    Cmd("start", "start a created container"),
+    Cmd("run", "create and start a container", module="create", opts=
+        _CREATE_OPTS + (Opt("--detach", "-d", help="detach from the container's process"),)),
+    Cmd("state", "print the state of a container as JSON", module="info"),
+    Cmd("kill", "send a signal to the container's init (or all its processes)",
+        (Opt("--all", "-a", help="signal every process of the container"),),
+        (Arg("container_id"), Arg("signal", required=False))),
+    Cmd("delete", "delete a container's resources",
+        (Opt("--force", "-f", help="kill the container first if it is running or created"),)),
+    Cmd("exec", "run a process in a running container", (
+        Opt("--process", "-p", kind=VALUE, help="path to a process.json"),
+        _CONSOLE, _PID_FILE, _PRESERVE,
+        Opt("--detach", "-d", help="detach from the process"),
+        Opt("--tty", "-t", help="allocate a pseudo-TTY"),
+        Opt("--cwd", kind=VALUE, help="working directory in the container"),
+        Opt("--env", "-e", kind=MULTI, help="set an environment variable (repeatable)"),
+        Opt("--user", "-u", kind=VALUE, help="UID[:GID] to run as"),
+        Opt("--additional-gids", "-g", kind=MULTI, help="additional group id (repeatable)"),
+        Opt("--cap", "-c", kind=MULTI, help="add a capability (repeatable)"),
+        Opt("--no-new-privs", help="set no_new_privs for the process"),
+        Opt("--process-label", kind=VALUE, help="SELinux label"),
+        Opt("--apparmor", kind=VALUE, help="AppArmor profile"),
+    ), rest="command"),
+    Cmd("list", "list krun's containers", (
+        Opt("--format", "-f", kind=VALUE, default="table", choices=("table", "json")),
+        Opt("--quiet", "-q", help="print only the ids"),
+    ), args=(), module="info"),
+    Cmd("ps", "list the processes of a container",
+        (Opt("--format", "-f", kind=VALUE, default="table", choices=("table", "json")),),
+        module="info"),
+    Cmd("pause", "freeze every process of a container", module="pause"),
+    Cmd("resume", "thaw a paused container", module="pause"),
+    Cmd("update", "change a running container's resource limits", (
+        Opt("--resources", "-r", kind=VALUE, help="resources JSON file, `-` for stdin"),
+        Opt("--memory", kind=VALUE, help="memory limit in bytes"),
+        Opt("--memory-swap", kind=VALUE, help="memory+swap limit in bytes"),
+        Opt("--cpu-shares", kind=VALUE), Opt("--cpu-quota", kind=VALUE),
+        Opt("--cpu-period", kind=VALUE), Opt("--cpuset-cpus", kind=VALUE),
+        Opt("--cpuset-mems", kind=VALUE), Opt("--pids-limit", kind=VALUE),
+    )),
+    Cmd("spec", "write a default config.json", (
+        _BUNDLE, Opt("--rootless", help="a spec for an unprivileged user"),
+        Opt("--kontain", help="add the Kontain extension (run the payload under KM)"),
+        Opt("--payload", kind=VALUE, help="with --kontain: the payload to run"),
+    ), args=()),
+    Cmd("features", "print the OCI features krun supports as JSON", args=()),
+    Cmd("checkpoint", "not supported yet", args=(Arg("container_id", required=False),),
+        module="unsupported"),
+    Cmd("restore", "not supported yet", args=(Arg("container_id", required=False),),
+        module="unsupported"),
+)
+
+COMMANDS_BY_NAME = {c.name: c for c in COMMANDS}
+
+
+class NeedClick(Exception):
+    """The fast parser declines; click parses (and explains) instead."""
+
+
+def _parse_opts(opts: tuple[Opt, ...], tokens: list[str], positional_slots: int | None,
+                stop_at_rest: bool) -> tuple[dict[str, Any], list[str]]:
+    by_long = {o.long: o for o in opts}
+    by_short = {o.short: o for o in opts if o.short}
+    values = {o.dest: o.initial() for o in opts}
+    positionals: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        i += 1
+        if stop_at_rest and positional_slots is not None and len(positionals) >= positional_slots:
+            positionals.extend(tokens[i - 1:])
+            break
+        if tok == "--":
+            positionals.extend(tokens[i:])
+            break
+        if tok.startswith("--"):
+            name, eq, inline = tok.partition("=")
+            opt = by_long.get(name)
+        elif tok.startswith("-") and len(tok) > 1:
+            opt, eq, inline = by_short.get(tok[:2]), "", ""
+            if len(tok) > 2:
+                if opt is None or opt.kind == FLAG:
+                    raise NeedClick  # bundled short flags: leave to click
+                eq, inline = "=", tok[2:]
+        else:
+            if positional_slots is None:  # the global parser: this is the command name
+                positionals.extend(tokens[i - 1:])
+                break
+            positionals.append(tok)
+            continue
+        if opt is None:
+            raise NeedClick
+        if opt.kind == FLAG:
+            if eq:
+                raise NeedClick
+            values[opt.dest] = True
+            continue
+        if not eq:
+            if i >= len(tokens):
+                raise NeedClick
+            inline = tokens[i]
+            i += 1
+        if opt.choices and inline not in opt.choices:
+            raise NeedClick
+        if opt.kind == INT:
+            try:
+                values[opt.dest] = int(inline)
+            except ValueError:
+                raise NeedClick from None
+        elif opt.kind == MULTI:
+            values[opt.dest].append(inline)
+        else:
+            values[opt.dest] = inline
+    return values, positionals
+
+
+def parse(argv: list[str]) -> tuple[SimpleNamespace, Cmd, SimpleNamespace]:
+    """Parse argv (without the program name) into (globals, command, command options)."""
+    gvalues, rest = _parse_opts(GLOBAL_OPTS, argv, None, False)
+    g = SimpleNamespace(**gvalues)
+    if g.version:
+        return g, Cmd("version", "", args=()), SimpleNamespace()
+    if not rest or rest[0] not in COMMANDS_BY_NAME:
+        raise NeedClick
+    cmd = COMMANDS_BY_NAME[rest[0]]
+    if cmd.module_name == "unsupported":
+        # Even `checkpoint --help` must fail: podman probes it to learn whether
+        # checkpointing is supported.
+        return g, cmd, SimpleNamespace()
+    values, positionals = _parse_opts(cmd.opts, rest[1:], len(cmd.args), cmd.rest is not None)
+    fixed = cmd.args
+    required = sum(1 for a in fixed if a.required)
+    if len(positionals) < required or (len(positionals) > len(fixed) and cmd.rest is None):
+        raise NeedClick
+    for a, value in zip(fixed, positionals + [None] * len(fixed)):
+        values[a.name] = value
+    if cmd.rest:
+        values[cmd.rest] = positionals[len(fixed):]
+    return g, cmd, SimpleNamespace(**values)
+
+
+def dispatch(g: SimpleNamespace, cmd: Cmd, opts: SimpleNamespace) -> int:
+    """Run one command; returns its exit code. Errors are logged, never raised."""
+    from krun import log
+    from krun.errors import KrunError
+
+    log.configure(g.log, g.log_format, g.debug)
+    if cmd.name == "version":
+        from krun.commands.version import main as version_main
+
+        return version_main(g, opts)
+    try:
+        module = __import__(f"krun.commands.{cmd.module_name}", fromlist=["main"])
+        return int(module.main(g, cmd.name, opts) or 0)
+    except KrunError as e:
+        log.error(e.msg)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence must name the failure
+        if g.debug:
+            import traceback
+
+            log.error(traceback.format_exc())
+        log.error(f"internal error: {type(e).__name__}: {e}")
+        return 1
+
+
+def _exit(code: int) -> None:
+    # Skip interpreter teardown (a few ms of GC and atexit work nobody needs).
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        g, cmd, opts = parse(args)
+    except NeedClick:
+        from krun.cli_click import run_click
+
+        _exit(run_click(args))
+    _exit(dispatch(g, cmd, opts))

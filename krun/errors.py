@@ -1,0 +1,60 @@
+"""Exceptions shared by every floor of krun.
+
+Messages follow runc's wording because engines parse them: docker turns a failed create
+into exit 127 for "no such file or directory" / "executable file not found", 126 for
+"permission denied"; containerd and CRI-O look for "does not exist" and "not running".
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class KrunError(Exception):
+    """An error that ends the command with a one-line message and exit code 1."""
+
+    exit_code = 1
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+class UsageError(KrunError):
+    exit_code = 2
+
+
+class ContainerNotFound(KrunError):
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f'container "{container_id}" does not exist')
+        self.container_id = container_id
+
+
+class InvalidConfig(KrunError):
+    pass
+
+
+def strerror(errno_: int) -> str:
+    """errno text as Go (and so runc) prints it: lower-case first letter."""
+    text = os.strerror(errno_)
+    return text[:1].lower() + text[1:]
+
+
+
+class LibcrunError(KrunError):
+    """A failure reported by libcrun: its errno status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(self._format(status, message))
+
+    @staticmethod
+    def _format(status: int, message: str) -> str:
+        head, sep, tail = message.partition("executable file `")
+        if sep and tail.endswith("` not found in $PATH"):
+            # runc's wording, which docker maps to exit code 127.
+            return f'exec: "{tail[:-len("` not found in $PATH")]}": executable file not found in $PATH'
+        if status > 0:
+            return f"{message}: {strerror(status)}"
+        return message

@@ -1,0 +1,231 @@
+"""Container lifecycle: krun's checks and records around libcrun's operations.
+
+Every entry point validates the id before touching the disk, checks the container's
+state in Python (so errors read like runc's), then performs exactly one libcrun
+operation. `krun.runtime.libcrun` is imported only here, inside the operations that
+need it, so `state` and `list` never load the binding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
+
+from krun import __version__
+from krun.errors import ContainerNotFound, KrunError
+from krun.runtime import records
+from krun.runtime.bundle import Bundle, check_process, load_bundle
+from krun.runtime.handlers import handler_by_name, handler_for_bundle
+from krun.runtime.ids import validate_id
+from krun.runtime.status import Status, read_status
+
+if TYPE_CHECKING:
+    from types import SimpleNamespace
+    from typing import Any
+
+
+class CreateOptions:
+    """create's flags; `run` creates and starts in one call (foreground unless detach)."""
+
+    def __init__(self, bundle: str = ".", pid_file: str | None = None,
+                 console_socket: str | None = None, preserve_fds: int = 0,
+                 no_pivot: bool = False, no_new_keyring: bool = False, detach: bool = True,
+                 run: bool = False) -> None:
+        self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
+        self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
+        self.detach, self.run = detach, run
+
+
+def _context(g: SimpleNamespace, container_id: str | None) -> Any:
+    from krun.runtime.libcrun import Context
+
+    return Context(g.root, container_id, log=g.log, log_format=g.log_format, debug=g.debug,
+                   systemd_cgroup=g.systemd_cgroup)
+
+
+def _abs(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
+
+
+def load(g: SimpleNamespace, container_id: str) -> Status:
+    return read_status(g.root, validate_id(container_id))
+
+
+def _prepare(g: SimpleNamespace, bundle: Bundle) -> dict[str, Any]:
+    """Let a handler rewrite the config; returns the record krun keeps."""
+    record: dict[str, Any] = {"runtime": "krun", "version": __version__, "bundle": bundle.path}
+    handler = handler_for_bundle(g, bundle)
+    if handler is not None:
+        record["handler"] = handler.name
+        record.update(handler.prepare_create(bundle))
+    return record
+
+
+def _cleanup_failed_create(g: SimpleNamespace, container_id: str, state_dir: str) -> None:
+    """A failed create leaves nothing: no state dir, cgroup or mounts."""
+    if not os.path.lexists(state_dir):
+        return
+    import shutil
+
+    from krun.runtime import libcrun
+
+    try:
+        libcrun.delete(_context(g, container_id), container_id, True)
+    except KrunError:
+        pass
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
+    """create (the container waits for `start`) or, with opts.run, run. Returns an exit code."""
+    validate_id(container_id)
+    os.makedirs(g.root, mode=0o700, exist_ok=True)
+    bundle = load_bundle(opts.bundle)
+    pid_file, console_socket = _abs(opts.pid_file), _abs(opts.console_socket)
+    claim = records.Claim(g.root, container_id)
+    created = False
+    try:
+        if os.path.lexists(claim.state_dir):
+            raise KrunError(f'container "{container_id}" already exists')
+        record = _prepare(g, bundle)
+        claim.write(record)
+
+        from krun.runtime import libcrun
+
+        ctx = _context(g, container_id)
+        preserve_fds = opts.preserve_fds
+        listen_fds = os.environ.get("LISTEN_FDS")
+        if listen_fds and listen_fds.isdigit():
+            ctx.set(listen_fds=int(listen_fds))
+            preserve_fds += int(listen_fds)
+        ctx.set(bundle=bundle.path, pid_file=pid_file, console_socket=console_socket,
+                preserve_fds=preserve_fds, no_pivot=opts.no_pivot,
+                no_new_keyring=opts.no_new_keyring, detach=opts.detach)
+        # libcrun resolves the rootfs and relative paths against the cwd.
+        os.chdir(bundle.path)
+        if bundle.modified:
+            container = libcrun.Container.from_json(bundle.config_json())
+        else:
+            container = libcrun.Container.from_file(bundle.config_path)
+        if not opts.run:
+            libcrun.create(ctx, container)
+            created = True
+            return 0
+        status = libcrun.run(ctx, container)
+        # A foreground run has been deleted by libcrun once it returns.
+        created = opts.detach
+        return status
+    finally:
+        if not created:
+            _cleanup_failed_create(g, container_id, claim.state_dir)
+        claim.release(keep=created)
+
+
+def start(g: SimpleNamespace, container_id: str) -> None:
+    st = load(g, container_id)
+    if st.status != "created":
+        raise KrunError(f'cannot start container "{container_id}" in state "{st.status}": '
+                        "only a created container can be started")
+    from krun.runtime import libcrun
+
+    libcrun.start(_context(g, container_id), container_id)
+
+
+def delete(g: SimpleNamespace, container_id: str, force: bool) -> None:
+    validate_id(container_id)
+    try:
+        st = read_status(g.root, container_id)
+    except ContainerNotFound:
+        records.remove_record(g.root, container_id)
+        if force:
+            return
+        raise
+    if st.status != "stopped" and not force:
+        # The spec: deleting a container that is not stopped MUST fail (crun and runc
+        # remove a `created` one). Engines delete created containers with --force.
+        raise KrunError(f'cannot delete container "{container_id}" that is not stopped: '
+                        f"{st.status} (use --force)")
+    from krun.runtime import libcrun
+
+    libcrun.delete(_context(g, container_id), container_id, force)
+    records.remove_record(g.root, container_id)
+
+
+def kill(g: SimpleNamespace, container_id: str, signum: int, all_processes: bool) -> None:
+    st = load(g, container_id)
+    if st.status == "stopped" and not all_processes:
+        raise KrunError(f'container "{container_id}" is not running')
+    from krun.runtime import libcrun
+
+    libcrun.kill(_context(g, container_id), container_id, signum, all_processes)
+
+
+def pause(g: SimpleNamespace, container_id: str) -> None:
+    st = load(g, container_id)
+    if st.status != "running":
+        raise KrunError(f'container "{container_id}" is not running: {st.status}')
+    from krun.runtime import libcrun
+
+    libcrun.pause(_context(g, container_id), container_id)
+
+
+def resume(g: SimpleNamespace, container_id: str) -> None:
+    st = load(g, container_id)
+    if st.status != "paused":
+        raise KrunError(f'container "{container_id}" is not paused: {st.status}')
+    from krun.runtime import libcrun
+
+    libcrun.resume(_context(g, container_id), container_id)
+
+
+def update(g: SimpleNamespace, container_id: str, resources: dict[str, Any]) -> None:
+    st = load(g, container_id)
+    if st.status == "stopped":
+        raise KrunError(f'container "{container_id}" is not running')
+    from krun.runtime import libcrun
+
+    libcrun.update(_context(g, container_id), container_id, json.dumps(resources).encode())
+
+
+def pids(g: SimpleNamespace, container_id: str) -> list[int]:
+    st = load(g, container_id)
+    if st.status == "stopped":
+        return []
+    from krun.runtime import libcrun
+
+    return libcrun.read_pids(_context(g, container_id), container_id)
+
+
+class ExecOptions:
+    def __init__(self, process: dict[str, Any], pid_file: str | None = None,
+                 console_socket: str | None = None, preserve_fds: int = 0,
+                 detach: bool = False) -> None:
+        self.process, self.pid_file, self.console_socket = process, pid_file, console_socket
+        self.preserve_fds, self.detach = preserve_fds, detach
+
+
+def container_config(st: Status) -> dict[str, Any]:
+    """The config libcrun recorded at create (after any handler rewrite)."""
+    try:
+        with open(os.path.join(st.state_dir, "config.json"), "rb") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise KrunError(f'container "{st.id}": cannot read its config: {e}') from None
+
+
+def exec_process(g: SimpleNamespace, container_id: str, opts: ExecOptions) -> int:
+    st = load(g, container_id)
+    if st.status in ("stopped", "paused"):
+        raise KrunError(f'cannot exec in a {st.status} container "{container_id}"')
+    process = opts.process
+    check_process(process, "process")
+    handler = handler_by_name(g, st.extra.get("handler"))
+    if handler is not None:
+        process = handler.prepare_exec(st.extra, process, st.rootfs)
+    from krun.runtime import libcrun
+
+    ctx = _context(g, container_id)
+    ctx.set(pid_file=_abs(opts.pid_file), console_socket=_abs(opts.console_socket),
+            preserve_fds=opts.preserve_fds, detach=opts.detach)
+    return libcrun.exec_process(ctx, container_id, json.dumps(process))

@@ -1,0 +1,31 @@
+"""Signal names as runc accepts them: `KILL`, `SIGKILL`, `kill`, `9`, `SIGRTMIN+3`."""
+
+from __future__ import annotations
+
+import signal
+
+from krun.errors import KrunError
+
+
+def parse_signal(text: str | None) -> int:
+    if text is None or text == "":
+        return int(signal.SIGTERM)
+    if text.isdigit():
+        num = int(text)
+        if 0 < num <= signal.SIGRTMAX:
+            return num
+        raise KrunError(f"invalid signal: {text}")
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    for base, anchor in (("SIGRTMIN+", signal.SIGRTMIN), ("SIGRTMAX-", signal.SIGRTMAX)):
+        if name.startswith(base) and name[len(base):].isdigit():
+            offset = int(name[len(base):])
+            num = anchor + offset if base.endswith("+") else anchor - offset
+            if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
+                return int(num)
+            raise KrunError(f"invalid signal: {text}")
+    sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
+    if isinstance(sig, signal.Signals):
+        return int(sig)
+    raise KrunError(f"unknown signal {text!r}")
