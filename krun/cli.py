@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import sys
 from types import SimpleNamespace
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from typing import Any
+
 
 FLAG, VALUE, INT, MULTI = "flag", "value", "int", "multi"
 
@@ -61,7 +62,8 @@ class Cmd:
 _PID_FILE = Opt("--pid-file", kind=VALUE, help="write the container process id to this file")
 _CONSOLE = Opt("--console-socket", kind=VALUE,
                help="path to an AF_UNIX socket that receives the pty master fd")
-_PRESERVE = Opt("--preserve-fds", kind=INT, default=0, help="pass N additional fds to the container")
+_PRESERVE = Opt("--preserve-fds", kind=INT, default=0,
+                help="pass N additional fds to the container")
 _BUNDLE = Opt("--bundle", "-b", kind=VALUE, default=".", help="path to the OCI bundle")
 _CREATE_OPTS = (
     _BUNDLE, _CONSOLE, _PID_FILE, _PRESERVE,
@@ -84,7 +86,7 @@ COMMANDS: tuple[Cmd, ...] = (
     Cmd("create", "create a container from a bundle; it waits for `start`", _CREATE_OPTS),
     Cmd("start", "start a created container"),
     Cmd("run", "create and start a container", module="create", opts=
-        _CREATE_OPTS + (Opt("--detach", "-d", help="detach from the container's process"),)),
+        (*_CREATE_OPTS, Opt("--detach", "-d", help="detach from the container's process"))),
     Cmd("state", "print the state of a container as JSON", module="info"),
     Cmd("kill", "send a signal to the container's init (or all its processes)",
         (Opt("--all", "-a", help="signal every process of the container"),),
@@ -216,7 +218,7 @@ def parse(argv: list[str]) -> tuple[SimpleNamespace, Cmd, SimpleNamespace]:
     required = sum(1 for a in fixed if a.required)
     if len(positionals) < required or (len(positionals) > len(fixed) and cmd.rest is None):
         raise NeedClick
-    for a, value in zip(fixed, positionals + [None] * len(fixed)):
+    for a, value in zip(fixed, [*positionals, *[None] * len(fixed)][: len(fixed)], strict=True):
         values[a.name] = value
     if cmd.rest:
         values[cmd.rest] = positionals[len(fixed):]
@@ -241,7 +243,7 @@ def dispatch(g: SimpleNamespace, cmd: Cmd, opts: SimpleNamespace) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - the last line of defence must name the failure
+    except Exception as e:
         if g.debug:
             import traceback
 

@@ -13,7 +13,8 @@ from krun.cli import COMMANDS, FLAG, GLOBAL_OPTS, INT, MULTI, Cmd, Opt, dispatch
 
 def _option(opt: Opt) -> click.Option:
     names = [opt.long] + ([opt.short] if opt.short else [])
-    kw: dict[str, Any] = {"help": opt.help, "show_default": opt.kind != FLAG and opt.default is not None}
+    kw: dict[str, Any] = {"help": opt.help,
+                          "show_default": opt.kind != FLAG and opt.default is not None}
     if opt.kind == FLAG:
         kw["is_flag"] = True
         kw["default"] = False

@@ -51,10 +51,12 @@ class LibcrunError(KrunError):
 
     @staticmethod
     def _format(status: int, message: str) -> str:
-        head, sep, tail = message.partition("executable file `")
-        if sep and tail.endswith("` not found in $PATH"):
+        _, sep, tail = message.partition("executable file `")
+        suffix = "` not found in $PATH"
+        if sep and tail.endswith(suffix):
             # runc's wording, which docker maps to exit code 127.
-            return f'exec: "{tail[:-len("` not found in $PATH")]}": executable file not found in $PATH'
+            name = tail[: -len(suffix)]
+            return f'exec: "{name}": executable file not found in $PATH'
         if status > 0:
             return f"{message}: {strerror(status)}"
         return message

@@ -80,7 +80,7 @@ class Krun:
 
 
 @pytest.fixture
-def krun(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Krun]:
+def krun(request: pytest.FixtureRequest) -> Iterator[Krun]:
     ROOTS_BASE.mkdir(mode=0o700, exist_ok=True)
     root = ROOTS_BASE / request.node.name.replace("/", "_")[:80]
     shutil.rmtree(root, ignore_errors=True)

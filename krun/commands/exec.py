@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from types import SimpleNamespace
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
-
-if TYPE_CHECKING:
-    from typing import Any
 
 from krun.errors import InvalidConfig, KrunError, UsageError
 from krun.runtime import container
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _read_process_file(path: str) -> dict[str, Any]:
@@ -57,7 +57,8 @@ def build_process(config: dict[str, Any], o: SimpleNamespace) -> dict[str, Any]:
         "args": list(o.command),
         "env": _merge_env(base.get("env", []), o.env),
         "cwd": o.cwd or base.get("cwd", "/"),
-        "user": _user(o.user, base.get("user", {})) if o.user else base.get("user", {"uid": 0, "gid": 0}),
+        "user": (_user(o.user, base.get("user", {})) if o.user
+                 else base.get("user", {"uid": 0, "gid": 0})),
     }
     for key in ("capabilities", "apparmorProfile", "selinuxLabel", "noNewPrivileges"):
         if key in base:

@@ -6,15 +6,15 @@ import json
 import os
 import sys
 from types import SimpleNamespace
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
-
-if TYPE_CHECKING:
-    from typing import Any
 
 from krun import OCI_VERSION
 from krun.errors import KrunError
 from krun.runtime import container
 from krun.runtime.status import Status, list_ids, read_status
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def state_json(st: Status) -> dict[str, Any]:
@@ -54,7 +54,8 @@ def _list(g: SimpleNamespace, o: SimpleNamespace) -> int:
                  for s in states]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
-            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(r, widths)) + "   " + r[-1] + "\n")
+            cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)]
+            sys.stdout.write("   ".join([*cells, r[-1]]) + "\n")
     return 0
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from types import SimpleNamespace
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
-
-if TYPE_CHECKING:
-    from typing import Any
 
 from krun.errors import InvalidConfig, KrunError, UsageError
 from krun.runtime import container
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # flag -> (section, key): the linux.resources paths runc's update flags set.
 _FLAGS = {

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
 from krun.errors import InvalidConfig, KrunError
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
+
 
 if TYPE_CHECKING:
     from typing import Any

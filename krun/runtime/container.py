@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
 from krun import __version__
 from krun.errors import ContainerNotFound, KrunError
@@ -20,6 +19,7 @@ from krun.runtime.handlers import handler_by_name, handler_for_bundle
 from krun.runtime.ids import validate_id
 from krun.runtime.status import Status, read_status
 
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from types import SimpleNamespace
     from typing import Any
@@ -33,7 +33,8 @@ class CreateOptions:
                  no_pivot: bool = False, no_new_keyring: bool = False, detach: bool = True,
                  run: bool = False) -> None:
         self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
-        self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
+        self.preserve_fds, self.no_pivot = preserve_fds, no_pivot
+        self.no_new_keyring = no_new_keyring
         self.detach, self.run = detach, run
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
+from krun import OCI_VERSION
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from typing import Any
 
-from krun import OCI_VERSION
 
 _DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 

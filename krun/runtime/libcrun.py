@@ -11,12 +11,13 @@ process performs one libcrun operation, as crun does.
 from __future__ import annotations
 
 import os
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
+from krun.errors import KrunError, LibcrunError
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from typing import Any
 
-from krun.errors import KrunError, LibcrunError
 
 try:
     from krun.runtime._libcrun import ffi, lib

@@ -11,12 +11,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
+from krun.errors import KrunError
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from typing import Any
 
-from krun.errors import KrunError
 
 RECORDS = ".krun"
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
 from krun.errors import ContainerNotFound, KrunError
 from krun.runtime.records import read_record, record_ids
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms to import
+
 
 if TYPE_CHECKING:
     from typing import Any

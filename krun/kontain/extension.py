@@ -1,0 +1,55 @@
+"""The Kontain extension object: from config.json or `app.kontain.*` annotations,
+validated against spec/kontain.schema.json. Imported only for Kontain containers,
+which is the only place jsonschema is paid for."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from krun.errors import InvalidConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "spec", "kontain.schema.json")
+
+
+def _from_annotations(annotations: dict[str, str]) -> dict[str, Any]:
+    ext: dict[str, Any] = {"version": 1}
+    km: dict[str, Any] = {}
+    if "app.kontain.verbose" in annotations:
+        km["verbose"] = annotations["app.kontain.verbose"] == "true"
+    if "app.kontain.log" in annotations:
+        km["log"] = annotations["app.kontain.log"]
+    if "app.kontain.env" in annotations:
+        km["env"] = {"policy": annotations["app.kontain.env"],
+                     "vars": [v for v in annotations.get("app.kontain.putenv", "").split("\n")
+                              if v]}
+    if km:
+        ext["km"] = km
+    if "app.kontain.device" in annotations:
+        ext["device"] = annotations["app.kontain.device"]
+    return ext
+
+
+def extension(config: dict[str, Any]) -> dict[str, Any]:
+    """The validated extension; a container triggered otherwise gets version 1 defaults."""
+    if "kontain" in config:
+        ext, where = config["kontain"], "$.kontain"
+    else:
+        annotations = config.get("annotations") or {}
+        ext, where = _from_annotations(annotations), "$.annotations[app.kontain.*]"
+    import jsonschema
+
+    with open(SCHEMA_PATH) as f:
+        schema = json.load(f)
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(ext),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                               for p in e.absolute_path)
+        raise InvalidConfig(f"config.json: {path}: {e.message} (rule: {e.validator})")
+    return ext

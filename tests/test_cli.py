@@ -1,0 +1,92 @@
+"""The command line: both parsers, help, version, features and the unsupported commands."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from conftest import Krun
+
+from krun import cli, cli_click
+
+ARGVS = [
+    ["create", "--bundle", "/b", "--pid-file", "/p", "--console-socket", "/s", "id"],
+    ["create", "--bundle=/b", "--pid-file=/p", "--preserve-fds", "2", "--no-pivot", "id"],
+    ["--root", "/r", "--log", "/l", "--log-format", "json", "create", "-b", "/b", "id"],
+    ["--root=/r", "--log=/l", "--log-format=json", "--debug", "start", "id"],
+    ["--systemd-cgroup", "run", "-d", "--bundle", "/b", "id"],
+    ["kill", "id", "KILL"], ["kill", "--all", "id", "9"], ["kill", "-a", "id"],
+    ["delete", "--force", "id"], ["delete", "-f", "id"], ["delete", "id"],
+    ["exec", "--process", "/p.json", "--detach", "--pid-file", "/p", "id"],
+    ["exec", "-t", "--cwd", "/tmp", "-e", "A=1", "--env=B=2", "-u", "1:2", "id", "sh", "-c", "x"],
+    ["exec", "id", "ls", "--help", "-l"],
+    ["list", "--format", "json"], ["list", "-q"], ["ps", "--format=json", "id"],
+    ["pause", "id"], ["resume", "id"], ["update", "--resources", "-", "id"],
+    ["update", "--resources=/f", "--memory", "1000", "id"], ["spec", "--rootless", "-b", "/b"],
+    ["features"], ["state", "id"], ["--kontain=always", "state", "id"],
+]
+
+
+@pytest.mark.parametrize("argv", ARGVS, ids=[" ".join(a) for a in ARGVS])
+def test_fast_parser_agrees_with_click(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_g, fast_cmd, fast_opts = cli.parse(argv)
+    seen: list[tuple[SimpleNamespace, cli.Cmd, SimpleNamespace]] = []
+
+    def capture(g: SimpleNamespace, cmd: cli.Cmd, opts: SimpleNamespace) -> int:
+        seen.append((g, cmd, opts))
+        return 0
+
+    monkeypatch.setattr(cli_click, "dispatch", capture)
+    assert cli_click.run_click(argv) == 0
+    (click_g, click_cmd, click_opts), = seen
+    assert vars(fast_g) == vars(click_g)
+    assert fast_cmd.name == click_cmd.name
+    assert vars(fast_opts) == vars(click_opts)
+
+
+def test_bundled_short_flags_fall_back_to_click(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(cli.NeedClick):
+        cli.parse(["exec", "-dt", "id", "sh"])
+
+
+def test_help_and_usage_errors(krun: Krun) -> None:
+    proc = krun("--help", root=False)
+    assert proc.returncode == 0
+    for name in ("create", "start", "state", "kill", "delete", "exec", "list", "ps", "update",
+                 "features", "spec"):
+        assert name in proc.stdout
+    proc = krun("create", "--help", root=False)
+    assert proc.returncode == 0 and "--bundle" in proc.stdout and "--pid-file" in proc.stdout
+    proc = krun("frobnicate", root=False, check=False)
+    assert proc.returncode == 2 and "No such command" in proc.stderr
+    proc = krun("create", "--no-such-flag", "x", check=False)
+    assert proc.returncode == 2 and "no-such-flag" in proc.stderr
+    proc = krun("--log-format", "xml", "state", "x", check=False)
+    assert proc.returncode == 2 and "xml" in proc.stderr
+    proc = krun("create", check=False)
+    assert proc.returncode == 2 and "Missing argument" in proc.stderr
+
+
+def test_version(krun: Krun) -> None:
+    for flag in ("--version", "-v"):
+        proc = krun(flag, root=False)
+        assert proc.stdout.startswith("krun version ") and "spec: 1.0.2" in proc.stdout
+
+
+def test_checkpoint_is_unsupported_even_for_help(krun: Krun) -> None:
+    for args in (["checkpoint", "--help"], ["checkpoint", "id"], ["restore", "id"]):
+        proc = krun(*args, check=False)
+        assert proc.returncode == 1 and "not supported" in proc.stderr
+
+
+def test_features_is_honest_json(krun: Krun) -> None:
+    features = json.loads(krun("features", root=False).stdout)
+    assert features["ociVersionMin"] == "1.0.0" and features["ociVersionMax"] == "1.0.2"
+    assert "prestart" in features["hooks"] and "bind" in features["mountOptions"]
+    linux = features["linux"]
+    assert set(linux["namespaces"]) == {"cgroup", "ipc", "mount", "network", "pid", "user", "uts"}
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        assert len(linux["capabilities"]) == int(f.read()) + 1
+    assert linux["seccomp"]["enabled"] is True
+    assert features["annotations"]["org.krun.checkpoint.enabled"] == "false"

@@ -1,0 +1,359 @@
+"""Kontain mode on real containers, with the project's monitor installed as host KM."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, BundleFactory, Krun
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/dev/kvm"),
+                                reason="no /dev/kvm on this machine: Kontain needs KVM")
+
+HOST_KM = Path("/opt/kontain/bin/km")
+PAYLOADS = REPO / "km_payloads"
+KontainBundle = Callable[..., Path]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_km() -> None:
+    if not HOST_KM.exists() or not (PAYLOADS / "hello.km").exists():
+        pytest.fail("the host KM or the payloads are missing: run scripts/setup")
+
+
+def km_direct(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(HOST_KM), *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def kbundle(tmp_path: Path) -> KontainBundle:
+    """A bundle whose rootfs holds ONLY payloads (no shell, no libc, no KM)."""
+    counter = iter(range(1000))
+
+    def make(args: list[str], kontain: dict[str, Any] | None = None, busybox: bool = False,
+             mutate: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        from krun.runtime.default_spec import default_spec
+
+        b = tmp_path / f"kbundle{next(counter)}"
+        b.mkdir()
+        rootfs = b / "rootfs"
+        if busybox:
+            from conftest import ROOTFS
+
+            shutil.copytree(ROOTFS, rootfs, symlinks=True)
+        else:
+            rootfs.mkdir()
+            (rootfs / "tmp").mkdir()
+        for payload in PAYLOADS.glob("*.km"):
+            shutil.copy(payload, rootfs / payload.name)
+        config = default_spec()
+        config["process"].update(terminal=False, args=args)
+        config["root"]["readonly"] = False
+        if kontain is not None:
+            config["kontain"] = kontain
+        if mutate:
+            mutate(config)
+        (b / "config.json").write_text(json.dumps(config))
+        return b
+
+    tmp_path.chmod(0o755)
+    return make
+
+
+def _leftovers(krun: Krun, cid: str) -> list[str]:
+    found = [str(p) for p in (krun.root / cid, krun.root / ".krun" / f"{cid}.json") if p.exists()]
+    found += [c for c in ("memory", "pids", "devices")
+              if Path(f"/sys/fs/cgroup/{c}/{cid}").exists()]
+    return found
+
+
+V1 = {"version": 1}
+
+
+@pytest.mark.parametrize("payload_args", [
+    ["/hello.km"], ["/args.km", "a", "b c"], ["/exit.km", "0"], ["/exit.km", "3"],
+    ["/exit.km", "255"], ["/uname.km"], ["/files.km", "/tmp/proof"],
+], ids=" ".join)
+def test_payloads_run_like_under_km_directly(krun: Krun, kbundle: KontainBundle, cid: str,
+                                            payload_args: list[str]) -> None:
+    b = kbundle(payload_args, V1)
+    proc = krun("run", "--bundle", str(b), cid, check=False)
+    direct = km_direct(str(b / "rootfs" / payload_args[0].lstrip("/")), *payload_args[1:])
+    assert proc.returncode == direct.returncode
+    if payload_args[0] == "/args.km":
+        # argv[0] is the payload path as KM was given it: inside vs outside the container.
+        assert proc.stdout.splitlines()[1:3] == ["argv[1]=a", "argv[2]=b c"]
+        assert proc.stdout.splitlines()[0] == "argv[0]=/args.km"
+        assert "env=TERM=xterm" in proc.stdout.splitlines()
+    elif payload_args[0] == "/files.km":
+        assert proc.returncode == 0 and proc.stdout.strip()
+        assert (b / "rootfs" / "tmp" / "proof").exists(), "the payload saw the container's fs"
+    else:
+        assert proc.stdout == direct.stdout
+    if payload_args[0] == "/uname.km":
+        assert proc.stdout.strip().endswith(".kontain.KVM")
+
+
+def test_payload_through_create_and_start(krun: Krun, kbundle: KontainBundle, cid: str,
+                                          tmp_path: Path) -> None:
+    b = kbundle(["/files.km", "/tmp/created"], V1)
+    krun("create", "--bundle", str(b), cid)
+    time.sleep(0.2)
+    assert not (b / "rootfs" / "tmp" / "created").exists(), "the payload ran before start"
+    krun("start", cid)
+    krun.wait_status(cid, "stopped")
+    assert (b / "rootfs" / "tmp" / "created").exists()
+    state = krun.state(cid)
+    assert state["annotations"]["app.kontain.km.sha256"] == hashlib.sha256(
+        HOST_KM.read_bytes()).hexdigest()
+    assert state["annotations"]["app.kontain.device"] == "/dev/kvm"
+    krun("delete", cid)
+
+
+@pytest.mark.parametrize("trigger", ["object", "annotation", "marker", "always"])
+def test_each_trigger(krun: Krun, kbundle: KontainBundle, cid: str, trigger: str) -> None:
+    mutate = None
+    if trigger == "annotation":
+        def mutate(c: dict[str, Any]) -> None:
+            c["annotations"] = {"app.kontain.version": "1"}
+    b = kbundle(["/uname.km"], V1 if trigger == "object" else None, mutate=mutate)
+    if trigger == "marker":
+        (b / "rootfs" / ".kontain").write_text("")
+    flags = ["--kontain=always"] if trigger == "always" else []
+    proc = krun(*flags, "run", "--bundle", str(b), cid)
+    assert proc.stdout.strip().endswith(".kontain.KVM")
+
+
+def test_no_trigger_runs_natively_and_config_is_untouched(krun: Krun, kbundle: KontainBundle,
+                                                         cid: str) -> None:
+    b = kbundle(["/hello.km"])
+    raw = (b / "config.json").read_bytes()
+    proc = krun("run", "--bundle", str(b), cid, check=False)
+    assert proc.returncode == 139, "a payload crashes natively (SIGSEGV on its hypercall)"
+    b2 = kbundle(["sleep", "100"], busybox=True)
+    raw = (b2 / "config.json").read_bytes()
+    krun("create", "--bundle", str(b2), cid)
+    assert (krun.root / cid / "config.json").read_bytes() == raw, "libcrun got other bytes"
+    krun("delete", "--force", cid)
+
+
+def test_never_mode_refuses_a_kontain_container(krun: Krun, kbundle: KontainBundle,
+                                                cid: str) -> None:
+    b = kbundle(["/hello.km"], V1)
+    proc = krun("--kontain=never", "run", "--bundle", str(b), cid, check=False)
+    assert proc.returncode == 1 and "--kontain=never" in proc.stderr
+    assert _leftovers(krun, cid) == []
+
+
+def test_jsonschema_is_not_imported_for_plain_containers(krun: Krun, bundle: BundleFactory,
+                                                         kbundle: KontainBundle,
+                                                         cid: str) -> None:
+    launcher = open(krun.binary).readline()[2:].split()[0]
+
+    def imports(b: Path) -> str:
+        proc = subprocess.run([launcher, "-IS", "-X", "importtime", krun.binary, "--root",
+                               str(krun.root), "run", "--bundle", str(b), cid],
+                              capture_output=True, text=True, timeout=60)
+        return proc.stderr
+
+    assert "jsonschema" not in imports(bundle(["true"]))
+    assert "jsonschema" in imports(kbundle(["/hello.km"], V1))
+
+
+def test_exec_payload_into_running_container(krun: Krun, kbundle: KontainBundle,
+                                             cid: str) -> None:
+    b = kbundle(["/sleeper.km", "1000"], V1)
+    krun("run", "-d", "--bundle", str(b), cid)
+    proc = krun("exec", cid, "/hello.km")
+    assert proc.stdout == "Hello from Kontain!\n"
+    proc = krun("exec", cid, "/exit.km", "9", check=False)
+    assert proc.returncode == 9
+    krun("kill", cid, "TERM")
+    krun.wait_status(cid, "stopped")
+    krun("delete", cid)
+
+
+def test_native_binary_runs_under_km_unless_allow_listed(krun: Krun, kbundle: KontainBundle,
+                                                         cid: str) -> None:
+    busybox_sha = hashlib.sha256(Path("/bin/busybox").read_bytes()).hexdigest()
+    ext = {"version": 1, "exec": {"policy": "allow", "allow": [
+        {"path": "/bin/busybox", "sha256": busybox_sha},
+        {"path": "/bin/busybox-copy", "sha256": "0" * 64}]}}
+    b = kbundle(["/sleeper.km", "1000"], ext, busybox=True)
+    shutil.copy(b / "rootfs" / "bin" / "busybox", b / "rootfs" / "bin" / "busybox-copy")
+    krun("run", "-d", "--bundle", str(b), cid)
+    # Allow-listed with the right digest: native.
+    assert krun("exec", cid, "/bin/busybox", "echo", "native").stdout == "native\n"
+    # `echo` resolves through a symlink to /bin/busybox: the same allowed file.
+    assert krun("exec", cid, "echo", "via-path").stdout == "via-path\n"
+    # Same content, wrong pinned digest: under KM, where a glibc binary cannot run.
+    proc = krun("exec", cid, "/bin/busybox-copy", "echo", "never", check=False)
+    assert proc.returncode != 0 and "never" not in proc.stdout
+    krun("delete", "--force", cid)
+
+
+def test_exec_policy_km_puts_every_binary_under_km(krun: Krun, kbundle: KontainBundle,
+                                                   cid: str) -> None:
+    b = kbundle(["/sleeper.km", "1000"], V1, busybox=True)
+    krun("run", "-d", "--bundle", str(b), cid)
+    proc = krun("exec", cid, "/bin/busybox", "echo", "native", check=False)
+    assert proc.returncode != 0 and "native" not in proc.stdout
+    krun("delete", "--force", cid)
+
+
+def test_image_cannot_replace_km(krun: Krun, kbundle: KontainBundle, cid: str) -> None:
+    b = kbundle(["/hello.km"], V1, busybox=True)
+    fake = b / "rootfs" / "opt" / "kontain" / "bin" / "km"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\necho FAKE KM\n")
+    fake.chmod(0o755)
+    proc = krun("run", "--bundle", str(b), cid)
+    assert proc.stdout == "Hello from Kontain!\n"
+    assert fake.read_text() == "#!/bin/sh\necho FAKE KM\n"
+
+
+def test_km_is_read_only_in_the_container(krun: Krun, kbundle: KontainBundle, cid: str) -> None:
+    b = kbundle(["/sleeper.km", "1000"], {"version": 1, "exec": {"policy": "allow", "allow": [
+        {"path": "/bin/busybox",
+         "sha256": hashlib.sha256(Path("/bin/busybox").read_bytes()).hexdigest()}]}},
+        busybox=True)
+    krun("run", "-d", "--bundle", str(b), cid)
+    before = HOST_KM.read_bytes()
+    proc = krun("exec", cid, "/bin/busybox", "sh", "-c",
+                "echo x >> /opt/kontain/bin/km; echo rc=$?", check=False)
+    assert "rc=1" in proc.stdout
+    assert HOST_KM.read_bytes() == before
+    krun("delete", "--force", cid)
+
+
+def test_docker_init_keeps_its_child_under_km(krun: Krun, kbundle: KontainBundle,
+                                              cid: str) -> None:
+    b = kbundle(["/sbin/docker-init", "--", "/hello.km"], V1, busybox=True)
+    init = b / "rootfs" / "sbin" / "docker-init"
+    init.write_text('#!/bin/sh\nshift\nexec "$@"\n')
+    init.chmod(0o755)
+    proc = krun("run", "--bundle", str(b), cid)
+    assert proc.stdout == "Hello from Kontain!\n"
+
+
+def test_km_options_env_put_and_verbose(krun: Krun, kbundle: KontainBundle, cid: str) -> None:
+    ext = {"version": 1, "km": {"verbose": True, "log": "/tmp/km.log",
+                                "env": {"policy": "put", "vars": ["ONLY=this"]}}}
+    b = kbundle(["/args.km"], ext)
+    proc = krun("run", "--bundle", str(b), cid)
+    envs = [line for line in proc.stdout.splitlines() if line.startswith("env=")]
+    assert envs == ["env=ONLY=this"]
+    assert (b / "rootfs" / "tmp" / "km.log").read_text().strip(), "KM --verbose logged nothing"
+
+
+def _with_host_config(tmp_path: Path, **kontain: str) -> dict[str, str]:
+    conf = tmp_path / f"krun-{len(list(tmp_path.glob('krun-*.toml')))}.toml"
+    conf.write_text("[kontain]\n" + "".join(f'{k} = "{v}"\n' for k, v in kontain.items()))
+    return {**os.environ, "KRUN_CONFIG": str(conf)}
+
+
+def test_km_pin_mismatch_and_bad_km_are_refused(krun: Krun, kbundle: KontainBundle, cid: str,
+                                                tmp_path: Path) -> None:
+    b = kbundle(["/hello.km"], V1)
+    good = hashlib.sha256(HOST_KM.read_bytes()).hexdigest()
+    env = _with_host_config(tmp_path, km_sha256=good)
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
+    kmdir = tmp_path / "kmdir"
+    kmdir.mkdir()
+    cases: dict[str, tuple[dict[str, str], str]] = {
+        "mismatch": (_with_host_config(tmp_path, km_sha256="f" * 64), "does not match"),
+        "missing": (_with_host_config(tmp_path, km=str(kmdir / "nope")),
+                    "no such file or directory"),
+    }
+    noexec = kmdir / "km-noexec"
+    shutil.copy(HOST_KM, noexec)
+    noexec.chmod(0o644)
+    cases["not executable"] = (_with_host_config(tmp_path, km=str(noexec)), "permission denied")
+    writable = kmdir / "km-writable"
+    shutil.copy(HOST_KM, writable)
+    writable.chmod(0o777)
+    cases["writable"] = (_with_host_config(tmp_path, km=str(writable)), "writable by non-root")
+    link = kmdir / "km-link"
+    link.symlink_to("/bin/busybox")
+    cases["symlink out"] = (_with_host_config(tmp_path, km=str(link)), "symlink out of")
+    for name, (env, message) in cases.items():
+        proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
+        assert proc.returncode == 1 and message in proc.stderr, (name, proc.stderr)
+        assert _leftovers(krun, cid) == [], name
+
+
+def test_km_changed_after_create_refuses_exec(krun: Krun, kbundle: KontainBundle, cid: str,
+                                              tmp_path: Path) -> None:
+    kmdir = tmp_path / "km2"
+    kmdir.mkdir()
+    km = kmdir / "km"
+    shutil.copy(HOST_KM, km)
+    env = _with_host_config(tmp_path, km=str(km))
+    b = kbundle(["/sleeper.km", "1000"], V1)
+    krun("run", "-d", "--bundle", str(b), cid, env=env)
+    assert krun("exec", cid, "/hello.km", env=env).stdout == "Hello from Kontain!\n"
+    # KM is busy (the running container executes it): an upgrade replaces the file.
+    replacement = kmdir / "km.new"
+    replacement.write_bytes(HOST_KM.read_bytes() + b"\0")
+    replacement.chmod(0o755)
+    replacement.replace(km)
+    proc = krun("exec", cid, "/hello.km", env=env, check=False)
+    assert proc.returncode == 1 and "KM changed" in proc.stderr
+    krun("delete", "--force", cid, env=env)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "no such file or directory"),
+    ("text", "not an ELF"),
+    ("dynamic", "dynamically linked"),
+    ("lowaddr", "below 2 MiB"),
+    ("device", "no usable virtualization device"),
+    ("schema", "$.kontain.device"),
+    ("schema-version", "$.kontain.version"),
+])
+def test_errors_at_create(krun: Krun, kbundle: KontainBundle, cid: str, case: str,
+                          message: str) -> None:
+    ext: dict[str, Any] = dict(V1)
+    args = ["/payload"]
+    if case == "missing":
+        args = ["/no-such.km"]
+    if case == "device":
+        ext["device"] = "/dev/kkm"
+    if case == "schema":
+        ext["device"] = "/dev/xyz"
+    if case == "schema-version":
+        ext["version"] = 2
+    b = kbundle(args, ext)
+    payload = b / "rootfs" / "payload"
+    if case == "text":
+        payload.write_text("just text\n")
+    elif case == "dynamic":
+        shutil.copy("/bin/true", payload)
+    elif case == "lowaddr":
+        shutil.copy(PAYLOADS / "tests" / "lowaddr.km", payload)
+    else:
+        shutil.copy(PAYLOADS / "hello.km", payload)
+    if case == "device" and os.path.exists("/dev/kkm"):
+        pytest.skip("this host has /dev/kkm")
+    proc = krun("create", "--bundle", str(b), cid, check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert _leftovers(krun, cid) == []
+
+
+def test_spec_kontain(krun: Krun, tmp_path: Path, cid: str) -> None:
+    b = tmp_path / "sb"
+    (b / "rootfs").mkdir(parents=True)
+    krun("spec", "--kontain", "--payload", "/hello.km", "--bundle", str(b))
+    config = json.loads((b / "config.json").read_text())
+    assert config["kontain"]["version"] == 1 and config["process"]["args"] == ["/hello.km"]
+    shutil.copy(PAYLOADS / "hello.km", b / "rootfs" / "hello.km")
+    assert krun("run", "--bundle", str(b), cid).stdout == "Hello from Kontain!\n"
