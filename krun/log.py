@@ -6,10 +6,11 @@ it shows the last error to the user.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from krun import fastjson as json
 
 _log_path: str | None = None
 _log_format = "text"

@@ -3,9 +3,9 @@ container's own process settings (env, cwd, user, capabilities), as runc does.""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
+from krun import fastjson as json
 from krun.errors import InvalidConfig, KrunError, UsageError
 from krun.runtime import container
 

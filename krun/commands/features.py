@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from types import SimpleNamespace
 
 from krun import OCI_VERSION, __version__
+from krun import fastjson as json
 from krun.runtime.bundle import CAPABILITIES, _last_cap
 from krun.runtime.handlers import features as handler_features
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from types import SimpleNamespace
 
 from krun import OCI_VERSION
+from krun import fastjson as json
 from krun.errors import KrunError
 from krun.runtime import container
 from krun.runtime.status import Status, list_ids, read_status

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from types import SimpleNamespace
 
+from krun import fastjson as json
 from krun.errors import KrunError, UsageError
 from krun.runtime.default_spec import default_spec
 
@@ -26,6 +26,6 @@ def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
     except FileExistsError:
         raise KrunError(f"file {path} exists: remove it first") from None
     with os.fdopen(fd, "w") as f:
-        json.dump(spec, f, indent=2)
+        f.write(json.dumps(spec, indent=2))
         f.write("\n")
     return 0

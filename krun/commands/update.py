@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from types import SimpleNamespace
 
+from krun import fastjson as json
 from krun.errors import InvalidConfig, KrunError, UsageError
 from krun.runtime import container
 

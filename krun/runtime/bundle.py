@@ -7,9 +7,9 @@ capability) where libcrun 1.8.1 silently accepts it.
 
 from __future__ import annotations
 
-import json
 import os
 
+from krun import fastjson as json
 from krun.errors import InvalidConfig, KrunError
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import

@@ -8,10 +8,10 @@ need it, so `state` and `list` never load the binding.
 
 from __future__ import annotations
 
-import json
 import os
 
 from krun import __version__
+from krun import fastjson as json
 from krun.errors import ContainerNotFound, KrunError
 from krun.runtime import records
 from krun.runtime.bundle import Bundle, check_process, load_bundle
@@ -210,7 +210,7 @@ def container_config(st: Status) -> dict[str, Any]:
     """The config libcrun recorded at create (after any handler rewrite)."""
     try:
         with open(os.path.join(st.state_dir, "config.json"), "rb") as f:
-            return json.load(f)
+            return json.loads(f.read())
     except (OSError, ValueError) as e:
         raise KrunError(f'container "{st.id}": cannot read its config: {e}') from None
 

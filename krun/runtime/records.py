@@ -9,9 +9,9 @@ proceed and a foreground `run` is listed while it runs. libcrun skips dot entrie
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 
+from krun import fastjson as json
 from krun.errors import KrunError
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import

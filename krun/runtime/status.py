@@ -10,9 +10,9 @@ the init is alive if kill(pid, 0) works and its start time still matches; it is
 from __future__ import annotations
 
 import errno
-import json
 import os
 
+from krun import fastjson as json
 from krun.errors import ContainerNotFound, KrunError
 from krun.runtime.records import read_record, record_ids
 
@@ -39,7 +39,7 @@ class Status:
     def annotations(self) -> dict[str, str]:
         try:
             with open(os.path.join(self.state_dir, "config.json"), "rb") as f:
-                config = json.load(f)
+                config = json.loads(f.read())
         except (OSError, ValueError):
             config = {}
         annotations = dict(config.get("annotations") or {})
@@ -99,7 +99,7 @@ def read_status(root: str, container_id: str, require_marker: bool = False) -> S
     sdir = state_dir(root, container_id)
     try:
         with open(os.path.join(sdir, "status"), "rb") as f:
-            raw = json.load(f)
+            raw = json.loads(f.read())
     except FileNotFoundError:
         raise ContainerNotFound(container_id) from None
     except NotADirectoryError:
