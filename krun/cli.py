@@ -69,6 +69,10 @@ _CREATE_OPTS = (
     _BUNDLE, _CONSOLE, _PID_FILE, _PRESERVE,
     Opt("--no-pivot", help="do not use pivot_root (for ramfs roots)"),
     Opt("--no-new-keyring", help="do not create a new session keyring"),
+    Opt("--network", kind=VALUE, choices=("none", "host", "bridge"),
+        help="krun networking: none (default), host, or bridge on krun0"),
+    Opt("--ip", kind=VALUE, help="with bridge: a static address on krun0"),
+    Opt("--publish", "-p", kind=MULTI, help="with bridge: HOST_PORT:CONTAINER_PORT[/tcp|udp]"),
 )
 
 GLOBAL_OPTS: tuple[Opt, ...] = (
@@ -130,6 +134,26 @@ COMMANDS: tuple[Cmd, ...] = (
         Opt("--payload", kind=VALUE, help="with --kontain: the payload to run"),
     ), args=()),
     Cmd("features", "print the OCI features krun supports as JSON", args=()),
+    Cmd("install", "register krun with container engines (docker, podman, containerd, CRI-O, "
+        "Kubernetes)", (
+        Opt("--engine", kind=VALUE, default="all",
+            choices=("docker", "podman", "containerd", "crio", "kubernetes", "all"),
+            help="the engine to configure (default: all that are installed)"),
+        Opt("--dry-run", help="print a unified diff of every file change; change nothing"),
+        Opt("--path", kind=VALUE, help="the krun binary engines run (default: this krun)"),
+        Opt("--config-root", kind=VALUE, default="/", help="prefix of /etc (images, tests)"),
+        Opt("--output", "-o", kind=VALUE, help="kubernetes: write the RuntimeClass here"),
+    ), args=(), module="install"),
+    Cmd("uninstall", "undo `krun install`", (
+        Opt("--engine", kind=VALUE, default="all",
+            choices=("docker", "podman", "containerd", "crio", "kubernetes", "all"),
+            help="the engine to unconfigure (default: all that are installed)"),
+        Opt("--dry-run", help="print a unified diff of every file change; change nothing"),
+        Opt("--config-root", kind=VALUE, default="/", help="prefix of /etc (images, tests)"),
+        Opt("--output", "-o", kind=VALUE, help="kubernetes: the manifest file to remove"),
+    ), args=(), module="install"),
+    Cmd("network-hook", "internal: the createRuntime hook that wires a bridged container",
+        module="network_hook"),
     Cmd("checkpoint", "not supported yet", args=(Arg("container_id", required=False),),
         module="unsupported"),
     Cmd("restore", "not supported yet", args=(Arg("container_id", required=False),),

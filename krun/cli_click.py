@@ -46,6 +46,7 @@ def _command(cmd: Cmd) -> click.Command:
 
     settings = {"allow_interspersed_args": cmd.rest is None, "help_option_names": ["-h", "--help"]}
     return click.Command(cmd.name, params=params, callback=callback, help=cmd.help,
+                         hidden=cmd.help.startswith("internal:"),
                          context_settings=settings)
 
 

@@ -79,10 +79,14 @@ class Krun:
         raise AssertionError(f"{cid} did not become {want}: {self.status(cid)}")
 
 
+_session_roots: set[Path] = set()
+
+
 @pytest.fixture
 def krun(request: pytest.FixtureRequest) -> Iterator[Krun]:
     ROOTS_BASE.mkdir(mode=0o700, exist_ok=True)
-    root = ROOTS_BASE / request.node.name.replace("/", "_")[:80]
+    root = ROOTS_BASE / f"{os.getpid()}-{request.node.name.replace('/', '_')[:80]}"
+    _session_roots.add(root)
     shutil.rmtree(root, ignore_errors=True)
     k = Krun(root)
     yield k
@@ -153,8 +157,9 @@ def _test_mounts() -> list[str]:
 def no_leaks_after_suite() -> Iterator[None]:
     before = _krun_cgroups()
     yield
-    leaked_roots = [str(p) for p in ROOTS_BASE.glob("*/*")
-                    if not p.name.startswith(".")] if ROOTS_BASE.exists() else []
+    # Only this session's roots: another suite may be running beside this one.
+    leaked_roots = [str(p) for root in _session_roots if root.exists()
+                    for p in root.iterdir() if not p.name.startswith(".")]
     leaked_cgroups = _krun_cgroups() - before
     leaked_mounts = _test_mounts()
     assert not leaked_roots, f"state left behind: {leaked_roots}"

@@ -12,5 +12,6 @@ def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
     opts = container.CreateOptions(
         bundle=o.bundle, pid_file=o.pid_file, console_socket=o.console_socket,
         preserve_fds=o.preserve_fds, no_pivot=o.no_pivot, no_new_keyring=o.no_new_keyring,
-        detach=o.detach if run else True, run=run)
+        detach=o.detach if run else True, run=run, network=o.network, ip=o.ip,
+        publish=o.publish)
     return container.create(g, o.container_id, opts)

@@ -31,11 +31,13 @@ class CreateOptions:
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, preserve_fds: int = 0,
                  no_pivot: bool = False, no_new_keyring: bool = False, detach: bool = True,
-                 run: bool = False) -> None:
+                 run: bool = False, network: str | None = None, ip: str | None = None,
+                 publish: list[str] | None = None) -> None:
         self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
         self.preserve_fds, self.no_pivot = preserve_fds, no_pivot
         self.no_new_keyring = no_new_keyring
         self.detach, self.run = detach, run
+        self.network, self.ip, self.publish = network, ip, publish or []
 
 
 def _context(g: SimpleNamespace, container_id: str | None) -> Any:
@@ -53,18 +55,40 @@ def load(g: SimpleNamespace, container_id: str) -> Status:
     return read_status(g.root, validate_id(container_id))
 
 
-def _prepare(g: SimpleNamespace, bundle: Bundle) -> dict[str, Any]:
-    """Let a handler rewrite the config; returns the record krun keeps."""
-    record: dict[str, Any] = {"runtime": "krun", "version": __version__, "bundle": bundle.path}
+def _prepare(g: SimpleNamespace, bundle: Bundle, container_id: str, opts: CreateOptions,
+             record: dict[str, Any]) -> None:
+    """Let a handler and networking rewrite the config, noting in `record` (krun's own
+    record of the container) what they did, so a failure can undo it."""
+    record.update(runtime="krun", version=__version__, bundle=bundle.path)
     handler = handler_for_bundle(g, bundle)
     if handler is not None:
         record["handler"] = handler.name
         record.update(handler.prepare_create(bundle))
-    return record
+    if opts.network or opts.ip or opts.publish or _may_network(bundle.config):
+        from krun.network import setup
+
+        setup.apply_flags(bundle, opts.network, opts.ip, opts.publish)
+        setup.prepare(g, bundle, container_id, record)
 
 
-def _cleanup_failed_create(g: SimpleNamespace, container_id: str, state_dir: str) -> None:
-    """A failed create leaves nothing: no state dir, cgroup or mounts."""
+def _may_network(config: dict[str, Any]) -> bool:
+    annotations = config.get("annotations")
+    kontain = config.get("kontain")
+    return (isinstance(annotations, dict) and "run.krun.network" in annotations) or \
+        (isinstance(kontain, dict) and "network" in kontain)
+
+
+def _teardown_network(root: str, container_id: str, record: dict[str, Any] | None) -> None:
+    if record and record.get("network"):
+        from krun.network import setup
+
+        setup.teardown(root, container_id, record)
+
+
+def _cleanup_failed_create(g: SimpleNamespace, container_id: str, state_dir: str,
+                           record: dict[str, Any]) -> None:
+    """A failed create leaves nothing: no state dir, cgroup, mount, address or rule."""
+    _teardown_network(g.root, container_id, record)
     if not os.path.lexists(state_dir):
         return
     import shutil
@@ -86,10 +110,11 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
     pid_file, console_socket = _abs(opts.pid_file), _abs(opts.console_socket)
     claim = records.Claim(g.root, container_id)
     created = False
+    record: dict[str, Any] = {}
     try:
         if os.path.lexists(claim.state_dir):
             raise KrunError(f'container "{container_id}" already exists')
-        record = _prepare(g, bundle)
+        _prepare(g, bundle, container_id, opts, record)
         claim.write(record)
 
         from krun.runtime import libcrun
@@ -119,7 +144,7 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
         return status
     finally:
         if not created:
-            _cleanup_failed_create(g, container_id, claim.state_dir)
+            _cleanup_failed_create(g, container_id, claim.state_dir, record)
         claim.release(keep=created)
 
 
@@ -138,6 +163,7 @@ def delete(g: SimpleNamespace, container_id: str, force: bool) -> None:
     try:
         st = read_status(g.root, container_id)
     except ContainerNotFound:
+        _teardown_network(g.root, container_id, records.read_record(g.root, container_id))
         records.remove_record(g.root, container_id)
         if force:
             return
@@ -150,6 +176,7 @@ def delete(g: SimpleNamespace, container_id: str, force: bool) -> None:
     from krun.runtime import libcrun
 
     libcrun.delete(_context(g, container_id), container_id, force)
+    _teardown_network(g.root, container_id, st.extra)
     records.remove_record(g.root, container_id)
 
 

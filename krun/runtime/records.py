@@ -66,6 +66,21 @@ def read_record(root: str, container_id: str) -> dict[str, Any] | None:
         return {}
 
 
+def is_claimed(root: str, container_id: str) -> bool:
+    """True while some krun holds the create lock of this id."""
+    try:
+        fd = os.open(record_path(root, container_id), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def remove_record(root: str, container_id: str) -> None:
     try:
         os.unlink(record_path(root, container_id))
