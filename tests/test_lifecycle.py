@@ -264,3 +264,4 @@ def test_spec_writes_a_runnable_default(krun: Krun, tmp_path: Path, cid: str) ->
     config["process"].update(terminal=False, args=["echo", "default-spec-ok"])
     (b / "config.json").write_text(json.dumps(config))
     assert krun("run", "-b", str(b), cid).stdout == "default-spec-ok\n"
+
