@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from krun import OCI_VERSION
 from krun import fastjson as json
 from krun.errors import KrunError
-from krun.runtime import container
+from krun.runtime.ids import validate_id
 from krun.runtime.status import Status, list_ids, read_status
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
@@ -32,7 +32,8 @@ def state_json(st: Status) -> dict[str, Any]:
 
 
 def _state(g: SimpleNamespace, o: SimpleNamespace) -> int:
-    st = container.load(g, o.container_id)
+    # Not through krun.runtime.container: engines poll `state`, so it imports the least.
+    st = read_status(g.root, validate_id(o.container_id))
     sys.stdout.write(json.dumps(state_json(st), indent=2) + "\n")
     return 0
 
@@ -73,6 +74,8 @@ def _proc_row(pid: int) -> tuple[str, ...]:
 
 
 def _ps(g: SimpleNamespace, o: SimpleNamespace) -> int:
+    from krun.runtime import container
+
     pids = container.pids(g, o.container_id)
     if o.format == "json":
         sys.stdout.write(json.dumps(pids) + "\n")
