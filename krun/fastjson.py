@@ -89,3 +89,29 @@ def dumps(value: Any, indent: int | None = None) -> str:
     out: list[str] = []
     _dump(value, " " * indent if indent is not None else None, 0, out)
     return "".join(out)
+
+
+def read_object(source: str, what: str) -> dict[str, Any]:
+    """A JSON object from a file, or stdin for `-`; errors name the file and `what`."""
+    import sys
+
+    from krun.errors import InvalidConfig, KrunError
+
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as f:
+                data = f.read()
+    except FileNotFoundError:
+        raise KrunError(f"open {source}: no such file or directory") from None
+    except OSError as e:
+        raise KrunError(f"open {source}: {e.strerror.lower()}") from None
+    try:
+        value = loads(data)
+    except ValueError as e:
+        raise InvalidConfig(f"malformed {what} {source}: {e}") from None
+    if not isinstance(value, dict):
+        raise InvalidConfig(f"{what} {source}: must be a JSON object")
+    return value
+

@@ -6,27 +6,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from krun import fastjson as json
-from krun.errors import InvalidConfig, KrunError, UsageError
+from krun.errors import UsageError
 from krun.runtime import container
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from typing import Any
-
-
-def _read_process_file(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise KrunError(f"open {path}: no such file or directory") from None
-    try:
-        process = json.loads(data)
-    except ValueError as e:
-        raise InvalidConfig(f"malformed process file {path}: {e}") from None
-    if not isinstance(process, dict):
-        raise InvalidConfig(f"process file {path}: must be a JSON object")
-    return process
 
 
 def _merge_env(base: list[str], overrides: list[str]) -> list[str]:
@@ -82,7 +67,7 @@ def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
     if o.process:
         if o.command:
             raise UsageError("exec: give either --process or a command, not both")
-        process = _read_process_file(o.process)
+        process = json.read_object(o.process, "process file")
         _apply_flags(process, o)
     else:
         if not o.command:

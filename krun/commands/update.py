@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from types import SimpleNamespace
 
 from krun import fastjson as json
-from krun.errors import InvalidConfig, KrunError, UsageError
+from krun.errors import UsageError
 from krun.runtime import container
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
-    from typing import Any
+    pass
 
 
 # flag -> (section, key): the linux.resources paths runc's update flags set.
@@ -24,26 +23,8 @@ _FLAGS = {
 _STRING_KEYS = {"cpus", "mems"}
 
 
-def _read_resources(source: str) -> dict[str, Any]:
-    try:
-        if source == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(source, "rb") as f:
-                data = f.read()
-    except FileNotFoundError:
-        raise KrunError(f"open {source}: no such file or directory") from None
-    try:
-        resources = json.loads(data)
-    except ValueError as e:
-        raise InvalidConfig(f"malformed resources JSON: {e}") from None
-    if not isinstance(resources, dict):
-        raise InvalidConfig("resources: must be a JSON object")
-    return resources
-
-
 def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
-    resources = _read_resources(o.resources) if o.resources else {}
+    resources = json.read_object(o.resources, "resources JSON") if o.resources else {}
     for flag, (section, key) in _FLAGS.items():
         value = getattr(o, flag)
         if value is None:
