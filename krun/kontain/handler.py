@@ -18,7 +18,7 @@ from krun.errors import KrunError
 from krun.kontain.extension import extension
 from krun.kontain.hostconfig import km_path, km_pin
 from krun.kontain.km import INIT_BINARIES, KM_IN_CONTAINER, verify_km
-from krun.kontain.payload import check_payload, find_executable
+from krun.kontain.payload import check_payload, find_executable, read_in_root, resolve_in_root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -151,12 +151,13 @@ class KontainHandler:
         try:
             path = find_executable(rootfs, args[0], process.get("env", []),
                                    process.get("cwd", "/"))
+            real = resolve_in_root(rootfs, path)
         except KrunError:
             return False
         for entry in allow:
-            if entry["path"] != path:
+            if entry["path"] not in (path, real):
                 continue
-            with open(rootfs + path, "rb") as f:
-                if hashlib.sha256(f.read()).hexdigest() == entry["sha256"]:
-                    return True  # args stay as given: argv[0] matters (busybox applets)
+            digest = hashlib.sha256(read_in_root(rootfs, real)).hexdigest()
+            if digest == entry["sha256"]:
+                return True  # args stay as given: argv[0] matters (busybox applets)
         return False

@@ -1,63 +1,72 @@
 """Finding and checking a payload inside a container's rootfs, from the host.
 
-Paths are resolved as the container would see them: symlinks are followed with the
-rootfs as `/`, so a link can never lead out of it (an absolute target restarts at the
-rootfs, `..` stops at it).
+Every path is opened by the kernel as the container would see it (openat2 with
+RESOLVE_IN_ROOT, in krun's binding): symlinks and `..` resolve inside the rootfs, so a
+link can never lead krun out of it, and a running container cannot race a check by
+swapping a path component for a symlink.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
 
 from krun.errors import KrunError
 
-MAX_SYMLINKS = 40
 MIN_LOAD_ADDRESS = 0x200000  # KM maps guest memory from 2 MiB
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def open_in_root(rootfs: str, path: str, flags: int = os.O_RDONLY) -> int:
+    """An fd for container path `path`; raises OSError like open() would."""
+    from krun.runtime._libcrun import lib
+
+    fd = lib.krun_open_in_root(os.fsencode(rootfs), os.fsencode(path), flags)
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd), path)
+    return fd
+
+
 def resolve_in_root(rootfs: str, path: str) -> str:
-    """The container path `path` (absolute) with every symlink resolved inside rootfs."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = "/" + "/".join([*resolved, part])
-        host = rootfs + candidate
-        try:
-            st = os.lstat(host)
-        except FileNotFoundError:
-            resolved.append(part)
-            resolved.extend(p for p in parts if p not in ("", "."))
-            return "/" + "/".join(resolved)
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > MAX_SYMLINKS:
-                raise KrunError(f"{path}: too many levels of symbolic links")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return "/" + "/".join(resolved)
+    """The container path `path` with every symlink resolved inside rootfs."""
+    try:
+        fd = open_in_root(rootfs, path, os.O_PATH)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise KrunError(f"{path}: too many levels of symbolic links") from None
+        raise KrunError(f"{path}: {e.strerror.lower()}") from None
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    root = os.path.realpath(rootfs)
+    return "/" + os.path.relpath(real, root).removeprefix(".") if real != root else "/"
+
+
+def _is_executable_file(rootfs: str, path: str) -> bool:
+    try:
+        fd = open_in_root(rootfs, path, os.O_PATH)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
 
 def find_executable(rootfs: str, name: str, env: list[str], cwd: str) -> str:
-    """args[0] as the container would exec it: a path (relative to cwd) or a PATH search."""
+    """args[0] as the container would exec it: a path (relative to cwd) or a PATH search.
+    Returns the container path to give KM, which opens it in the container's own view."""
     if "/" in name:
         path = name if name.startswith("/") else os.path.join(cwd or "/", name)
-        resolved = resolve_in_root(rootfs, path)
-        if not os.path.isfile(rootfs + resolved):
-            raise KrunError(f"payload {name}: no such file or directory")
-        return resolved
+        try:
+            os.close(open_in_root(rootfs, path, os.O_PATH))
+        except OSError:
+            raise KrunError(f"payload {name}: no such file or directory") from None
+        return path
     search = DEFAULT_PATH
     for entry in env:
         if entry.startswith("PATH="):
@@ -66,36 +75,43 @@ def find_executable(rootfs: str, name: str, env: list[str], cwd: str) -> str:
         if not directory:
             continue
         base = directory if directory.startswith("/") else os.path.join(cwd or "/", directory)
-        resolved = resolve_in_root(rootfs, os.path.join(base, name))
-        host = rootfs + resolved
-        if os.path.isfile(host) and os.stat(host).st_mode & 0o111:
-            return resolved
+        candidate = os.path.join(base, name)
+        if _is_executable_file(rootfs, candidate):
+            return candidate
     raise KrunError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def read_in_root(rootfs: str, path: str) -> bytes:
+    fd = open_in_root(rootfs, path)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def check_payload(rootfs: str, path: str) -> None:
     """A KM payload: x86-64 little-endian ELF, no interpreter, every PT_LOAD >= 2 MiB."""
-    host = rootfs + path
     try:
-        with open(host, "rb") as f:
-            header = f.read(64)
-            if len(header) < 64 or header[:4] != b"\x7fELF":
-                raise KrunError(f"payload {path}: not an ELF file (exec format error)")
-            if header[4] != 2 or header[5] != 1:
-                raise KrunError(f"payload {path}: not a 64-bit little-endian ELF")
-            e_type, e_machine = struct.unpack_from("<HH", header, 16)
-            if e_machine != 62:
-                raise KrunError(f"payload {path}: not an x86-64 ELF (machine {e_machine})")
-            if e_type not in (2, 3):
-                raise KrunError(f"payload {path}: not an executable ELF (type {e_type})")
-            phoff, = struct.unpack_from("<Q", header, 32)
-            phentsize, phnum = struct.unpack_from("<HH", header, 54)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
+        fd = open_in_root(rootfs, path)
     except FileNotFoundError:
         raise KrunError(f"payload {path}: no such file or directory") from None
     except PermissionError:
         raise KrunError(f"payload {path}: permission denied") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise KrunError(f"payload {path}: not a regular file (permission denied)")
+        header = f.read(64)
+        if len(header) < 64 or header[:4] != b"\x7fELF":
+            raise KrunError(f"payload {path}: not an ELF file (exec format error)")
+        if header[4] != 2 or header[5] != 1:
+            raise KrunError(f"payload {path}: not a 64-bit little-endian ELF")
+        e_type, e_machine = struct.unpack_from("<HH", header, 16)
+        if e_machine != 62:
+            raise KrunError(f"payload {path}: not an x86-64 ELF (machine {e_machine})")
+        if e_type not in (2, 3):
+            raise KrunError(f"payload {path}: not an executable ELF (type {e_type})")
+        phoff, = struct.unpack_from("<Q", header, 32)
+        phentsize, phnum = struct.unpack_from("<HH", header, 54)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
     if len(table) < phentsize * phnum or phentsize < 56:
         raise KrunError(f"payload {path}: truncated ELF program headers")
     for i in range(phnum):

@@ -42,3 +42,30 @@ krun_exec_json (libcrun_context_t *context, const char *id, const char *process_
   free_runtime_spec_schema_config_schema_process (process);
   return ret;
 }
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
+
+/* Open `path` as seen from inside `root`, by the kernel: symlinks and `..` resolve
+   within root and can never lead out of it (RESOLVE_IN_ROOT), with no race against
+   a running container swapping a path component for a symlink. Returns an fd or
+   -errno. */
+int
+krun_open_in_root (const char *root, const char *path, int flags)
+{
+  struct open_how how;
+  int dirfd, fd, saved;
+
+  dirfd = open (root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0)
+    return -errno;
+  memset (&how, 0, sizeof (how));
+  how.flags = (unsigned long long) (flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  fd = (int) syscall (SYS_openat2, dirfd, path, &how, sizeof (how));
+  saved = errno;
+  close (dirfd);
+  return fd < 0 ? -saved : fd;
+}
