@@ -249,3 +249,13 @@ def test_environment_is_not_leaked_into_ids(krun: Krun) -> None:
     proc = krun("state", "abc", check=False)
     assert proc.returncode == 1 and not krun.root.exists()
     assert os.path.isdir("/run") and proc.stdout == ""
+
+
+def test_every_runtime_spec_1x_version_runs(krun: Krun, bundle: BundleFactory, cid: str) -> None:
+    """CRI-O writes ociVersion 1.2.x; libcrun 1.8.1 alone accepts only 1.0.x."""
+    for version in ("1.0.0", "1.1.0", "1.2.1"):
+        b = bundle(["echo", version], mutate=lambda c, v=version: c.update(ociVersion=v))
+        assert krun("run", "--bundle", str(b), cid).stdout == version + "\n"
+    b = bundle(["true"], mutate=lambda c: c.update(ociVersion="2.0.0"))
+    proc = krun("run", "--bundle", str(b), cid, check=False)
+    assert proc.returncode == 1 and "$.ociVersion" in proc.stderr

@@ -265,3 +265,12 @@ def test_spec_writes_a_runnable_default(krun: Krun, tmp_path: Path, cid: str) ->
     (b / "config.json").write_text(json.dumps(config))
     assert krun("run", "-b", str(b), cid).stdout == "default-spec-ok\n"
 
+
+
+def test_negative_pids_limit_means_no_limit(krun: Krun, bundle: BundleFactory, cid: str) -> None:
+    """CRI-O sends pids.limit -1; libcrun 1.8.1 alone writes "-1" (EINVAL on cgroup v1)."""
+    b = bundle(["sleep", "1000"],
+               mutate=lambda c: c["linux"]["resources"].update(pids={"limit": -1}))
+    krun("run", "-d", "--bundle", str(b), cid)
+    assert _cgroup_file(cid, "pids", "pids.max") == "max"
+    krun("delete", "--force", cid)

@@ -107,7 +107,9 @@ def load_bundle(bundle: str) -> Bundle:
         detail = f"{e.msg} at line {e.lineno} column {e.colno}" if hasattr(e, "msg") else str(e)
         raise InvalidConfig(f"malformed config.json: {detail}") from None
     _expect(isinstance(config, dict), "$", "must be a JSON object")
-    _expect(isinstance(config.get("ociVersion"), str), "$.ociVersion", "is required (a string)")
+    version = config.get("ociVersion")
+    _expect(isinstance(version, str), "$.ociVersion", "is required (a string)")
+    _expect(version.startswith("1."), "$.ociVersion", f"{version!r} is not a runtime-spec 1.x")
     root = config.get("root")
     _expect(isinstance(root, dict) and isinstance(root.get("path"), str) and root["path"] != "",
             "$.root.path", "is required (a string)")
