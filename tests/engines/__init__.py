@@ -1,0 +1,1 @@
+"""End-to-end tests of krun under real container engines (marked `engines`)."""
