@@ -1,0 +1,1 @@
+"""Pieces of scripts/bench: timed spawns, scenarios, report, PNG chart."""
