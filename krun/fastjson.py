@@ -50,7 +50,7 @@ def loads(data: str | bytes) -> Any:
     return value
 
 
-def _dump(value: Any, indent: str | None, level: int, out: list[str]) -> None:
+def _dump(value: Any, indent: str | None, level: int, out: list[str], sort: bool) -> None:
     if isinstance(value, str):
         out.append(_encode_str(value))
     elif value is True:
@@ -63,7 +63,8 @@ def _dump(value: Any, indent: str | None, level: int, out: list[str]) -> None:
         out.append(repr(value) if isinstance(value, float) else str(value))
     elif isinstance(value, dict | list | tuple):
         is_dict = isinstance(value, dict)
-        items = list(value.items()) if is_dict else list(value)
+        items = (sorted(value.items()) if sort else list(value.items())) if is_dict \
+            else list(value)
         if not items:
             out.append("{}" if is_dict else "[]")
             return
@@ -77,17 +78,17 @@ def _dump(value: Any, indent: str | None, level: int, out: list[str]) -> None:
             if is_dict:
                 key, val = item
                 out.append(_encode_str(str(key)) + ": ")
-                _dump(val, indent, level + 1, out)
+                _dump(val, indent, level + 1, out, sort)
             else:
-                _dump(item, indent, level + 1, out)
+                _dump(item, indent, level + 1, out, sort)
         out.append(("\n" + indent * level if indent is not None else "") + close)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def dumps(value: Any, indent: int | None = None) -> str:
+def dumps(value: Any, indent: int | None = None, sort_keys: bool = False) -> str:
     out: list[str] = []
-    _dump(value, " " * indent if indent is not None else None, 0, out)
+    _dump(value, " " * indent if indent is not None else None, 0, out, sort_keys)
     return "".join(out)
 
 

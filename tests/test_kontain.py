@@ -165,7 +165,13 @@ def test_jsonschema_is_not_imported_for_plain_containers(krun: Krun, bundle: Bun
         return proc.stderr
 
     assert "jsonschema" not in imports(bundle(["true"]))
+    # A Kontain extension is validated with jsonschema the first time it is seen; the
+    # same extension again reuses that verdict.
+    from krun.kontain.extension import VALIDATED_DIR
+
+    shutil.rmtree(VALIDATED_DIR, ignore_errors=True)
     assert "jsonschema" in imports(kbundle(["/hello.km"], V1))
+    assert "jsonschema" not in imports(kbundle(["/hello.km"], V1))
 
 
 def test_exec_payload_into_running_container(krun: Krun, kbundle: KontainBundle,

@@ -1,12 +1,12 @@
 """The Kontain extension object: from config.json or `app.kontain.*` annotations,
-validated against spec/kontain.schema.json. Imported only for Kontain containers,
-which is the only place jsonschema is paid for."""
+validated against spec/kontain.schema.json. Imported only for Kontain containers, the
+only ones that may pay for jsonschema."""
 
 from __future__ import annotations
 
-import json
 import os
 
+from krun import fastjson as json
 from krun.errors import InvalidConfig
 
 TYPE_CHECKING = False
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "spec", "kontain.schema.json")
+# Digests of (schema, extension) pairs that validated; root-only, like krun's state.
+VALIDATED_DIR = "/run/krun/.krun/kontain-validated"
 
 
 def _from_annotations(annotations: dict[str, str]) -> dict[str, Any]:
@@ -41,10 +43,29 @@ def extension(config: dict[str, Any]) -> dict[str, Any]:
     else:
         annotations = config.get("annotations") or {}
         ext, where = _from_annotations(annotations), "$.annotations[app.kontain.*]"
+    with open(SCHEMA_PATH, "rb") as f:
+        schema_bytes = f.read()
+    # jsonschema costs ~100 ms to import: an extension that already passed this very
+    # schema (most containers share one) is not validated again.
+    import hashlib
+
+    key = hashlib.sha256(schema_bytes + json.dumps(ext, sort_keys=True).encode()).hexdigest()
+    seen = os.path.join(VALIDATED_DIR, key)
+    if os.path.exists(seen):
+        return ext
+    _validate(ext, json.loads(schema_bytes), where)
+    try:
+        os.makedirs(VALIDATED_DIR, mode=0o700, exist_ok=True)
+        with open(seen, "x"):
+            pass
+    except OSError:
+        pass  # a cache: failing to record costs the next container one validation
+    return ext
+
+
+def _validate(ext: Any, schema: dict[str, Any], where: str) -> None:
     import jsonschema
 
-    with open(SCHEMA_PATH) as f:
-        schema = json.load(f)
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(ext),
                     key=lambda e: list(e.absolute_path))
     if errors:
@@ -52,4 +73,3 @@ def extension(config: dict[str, Any]) -> dict[str, Any]:
         path = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
                                for p in e.absolute_path)
         raise InvalidConfig(f"config.json: {path}: {e.message} (rule: {e.validator})")
-    return ext
