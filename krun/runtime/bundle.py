@@ -34,9 +34,8 @@ class Bundle:
     """A bundle's config.json, read once. A plain container reaches libcrun as the file
     itself, byte for byte; a handler that rewrites `config` sets `modified`."""
 
-    def __init__(self, path: str, config_path: str, raw: bytes, config: dict[str, Any],
-                 rootfs: str) -> None:
-        self.path, self.config_path, self.raw, self.config = path, config_path, raw, config
+    def __init__(self, path: str, config_path: str, config: dict[str, Any], rootfs: str) -> None:
+        self.path, self.config_path, self.config = path, config_path, config
         self.rootfs = rootfs
         self.modified = False
 
@@ -94,19 +93,7 @@ def load_bundle(bundle: str) -> Bundle:
         raise KrunError(f"bundle {path}: no such file or directory"
                         if not os.path.exists(path) else f"bundle {path}: not a directory")
     config_path = os.path.join(path, "config.json")
-    try:
-        with open(config_path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise KrunError(f"open {config_path}: no such file or directory") from None
-    except OSError as e:
-        raise KrunError(f"open {config_path}: {e.strerror.lower()}") from None
-    try:
-        config = json.loads(raw)
-    except ValueError as e:
-        detail = f"{e.msg} at line {e.lineno} column {e.colno}" if hasattr(e, "msg") else str(e)
-        raise InvalidConfig(f"malformed config.json: {detail}") from None
-    _expect(isinstance(config, dict), "$", "must be a JSON object")
+    config = json.read_object(config_path, "config.json")
     version = config.get("ociVersion")
     _expect(isinstance(version, str), "$.ociVersion", "is required (a string)")
     _expect(version.startswith("1."), "$.ociVersion", f"{version!r} is not a runtime-spec 1.x")
@@ -122,4 +109,4 @@ def load_bundle(bundle: str) -> Bundle:
     rootfs = os.path.join(path, root["path"])
     if not os.path.isdir(rootfs):
         raise KrunError(f"rootfs {rootfs}: no such file or directory")
-    return Bundle(path=path, config_path=config_path, raw=raw, config=config, rootfs=rootfs)
+    return Bundle(path=path, config_path=config_path, config=config, rootfs=rootfs)
