@@ -50,6 +50,8 @@ def test_two_containers_reach_each_other(krun: Krun, bundle: BundleFactory, cid:
     server = bundle(["sh", "-c", "nc -l -p 7000 > /got; sleep 1000"])
     krun("run", "-d", "--network", "bridge", "--bundle", str(server), cid + "-a")
     ip = _address(krun, cid + "-a")
+    table = krun("list").stdout.splitlines()
+    assert table[0].split()[-1] == "ADDRESS" and table[1].split()[-1] == ip
     client = bundle(["sh", "-c", f"ip -4 addr show eth0; ip route; echo over-krun0 | nc {ip} 7000"])
     proc = krun("run", "--network=bridge", "--bundle", str(client), cid + "-b")
     assert "inet 10.213.0." in proc.stdout and "default via 10.213.0.1" in proc.stdout

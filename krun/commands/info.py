@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from krun import OCI_VERSION
 from krun import fastjson as json
 from krun.errors import KrunError
+from krun.network.settings import ADDRESS_ANNOTATION
 from krun.runtime.ids import validate_id
 from krun.runtime.status import Status, list_ids, read_status
 
@@ -53,6 +54,10 @@ def _list(g: SimpleNamespace, o: SimpleNamespace) -> int:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
                  for s in states]
+        addresses = [s["annotations"].get(ADDRESS_ANNOTATION, "") for s in states]
+        if any(addresses):
+            # Only with krun networking in use, so the table is runc's otherwise.
+            rows = [(*r, a) for r, a in zip(rows, ["ADDRESS", *addresses], strict=True)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
         for r in rows:
             cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)]

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MODES = ("none", "host", "bridge")
+ADDRESS_ANNOTATION = "org.krun.network.address"  # in `state`, from krun's record
 
 
 class Publish:

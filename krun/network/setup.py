@@ -6,7 +6,7 @@ import os
 import sys
 
 from krun.network import ipam, nat
-from krun.network.settings import network_request
+from krun.network.settings import ADDRESS_ANNOTATION, network_request
 from krun.runtime.bundle import Bundle
 
 TYPE_CHECKING = False
@@ -71,7 +71,7 @@ def prepare(g: SimpleNamespace, bundle: Bundle, container_id: str,
     publish = [str(p) for p in request.publish]
     record["network"] = {"mode": "bridge", "ip": lease.ip, "prefix": lease.prefix,
                          "gateway": lease.gateway, "publish": publish}
-    record.setdefault("annotations", {})["org.krun.network.address"] = lease.ip
+    record.setdefault("annotations", {})[ADDRESS_ANNOTATION] = lease.ip
     launcher = _launcher()
     hook = {"path": launcher, "args": [launcher, "--root", g.root, "network-hook", container_id]}
     config.setdefault("hooks", {}).setdefault("createRuntime", []).insert(0, hook)
