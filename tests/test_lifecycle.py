@@ -274,3 +274,16 @@ def test_negative_pids_limit_means_no_limit(krun: Krun, bundle: BundleFactory, c
     krun("run", "-d", "--bundle", str(b), cid)
     assert _cgroup_file(cid, "pids", "pids.max") == "max"
     krun("delete", "--force", cid)
+
+
+def test_start_runs_poststart_hooks(krun: Krun, bundle: BundleFactory, cid: str,
+                                    tmp_path: Path) -> None:
+    marker = tmp_path / "poststart"
+    b = bundle(["sleep", "1000"], mutate=lambda c: c.update(hooks={"poststart": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"cat > {marker}"]}]}))
+    krun("create", "--bundle", str(b), cid)
+    assert not marker.exists()
+    krun("start", cid)
+    state = json.loads(marker.read_text())
+    assert state["id"] == cid and state["status"] == "running"
+    krun("delete", "--force", cid)

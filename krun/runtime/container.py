@@ -153,9 +153,33 @@ def start(g: SimpleNamespace, container_id: str) -> None:
     if st.status != "created":
         raise KrunError(f'cannot start container "{container_id}" in state "{st.status}": '
                         "only a created container can be started")
+    if not os.environ.get("NOTIFY_SOCKET") and not container_config(st).get(
+            "hooks", {}).get("poststart"):
+        _release_exec_fifo(st)
+        return
+    # sd_notify relaying and poststart hooks: libcrun's start does those.
     from krun.runtime import libcrun
 
     libcrun.start(_context(g, container_id), container_id)
+
+
+def _release_exec_fifo(st: Status) -> None:
+    """libcrun's start protocol without loading libcrun (engines call start once per
+    container): open the exec fifo for writing, unlink it, write one byte. Non-blocking
+    open, so an init that died since `create` is an error rather than a hang."""
+    fifo = os.path.join(st.state_dir, "exec.fifo")
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise KrunError(f'container "{st.id}" was started already') from None
+    except OSError as e:  # ENXIO: no reader, the init is gone
+        raise KrunError(f'container "{st.id}" is not running: {e.strerror.lower()}') from None
+    try:
+        os.unlink(fifo)
+        os.set_blocking(fd, True)
+        os.write(fd, b"\0")
+    finally:
+        os.close(fd)
 
 
 def delete(g: SimpleNamespace, container_id: str, force: bool) -> None:
