@@ -17,7 +17,7 @@ from krun.runtime import records
 from krun.runtime.bundle import Bundle, check_process, load_bundle
 from krun.runtime.handlers import handler_by_name, handler_for_bundle
 from krun.runtime.ids import validate_id
-from krun.runtime.status import Status, read_status
+from krun.runtime.status import Status, is_alive, read_status
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
@@ -208,9 +208,30 @@ def kill(g: SimpleNamespace, container_id: str, signum: int, all_processes: bool
     st = load(g, container_id)
     if st.status == "stopped" and not all_processes:
         raise KrunError(f'container "{container_id}" is not running')
+    if not all_processes:
+        _signal_init(st, signum)
+        return
+    # Every process of the container: libcrun walks (and freezes) the cgroup.
     from krun.runtime import libcrun
 
     libcrun.kill(_context(g, container_id), container_id, signum, all_processes)
+
+
+def _signal_init(st: Status, signum: int) -> None:
+    """libcrun's kill of the init without loading libcrun: a pidfd pins the process, and
+    its start time proves it is still the container's init, not a reused pid."""
+    import signal
+
+    try:
+        pidfd = os.pidfd_open(st.pid)
+    except ProcessLookupError:
+        raise KrunError(f'container "{st.id}" is not running') from None
+    try:
+        if not is_alive(st.pid, st.start_time):
+            raise KrunError(f'container "{st.id}" is not running')
+        signal.pidfd_send_signal(pidfd, signum)
+    finally:
+        os.close(pidfd)
 
 
 def pause(g: SimpleNamespace, container_id: str) -> None:

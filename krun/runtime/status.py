@@ -62,7 +62,8 @@ def _proc_start_time(pid: int) -> tuple[int, str] | None:
     return int(fields[19]), fields[0].decode()
 
 
-def _alive(pid: int, start_time: int) -> bool:
+def is_alive(pid: int, start_time: int) -> bool:
+    """libcrun's test: the pid exists, is not a zombie, and started when the init did."""
     if pid <= 0:
         return False
     try:
@@ -114,7 +115,7 @@ def read_status(root: str, container_id: str, require_marker: bool = False) -> S
     pid = int(raw.get("pid", 0))
     start_time = int(raw.get("process-start-time", 0))
     cgroup_path = raw.get("cgroup-path", "")
-    if not _alive(pid, start_time):
+    if not is_alive(pid, start_time):
         status = "stopped"
     elif os.path.exists(os.path.join(sdir, "exec.fifo")):
         status = "created"
