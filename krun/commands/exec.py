@@ -34,25 +34,8 @@ def _user(spec: str, base: dict[str, Any]) -> dict[str, Any]:
     return user
 
 
-def build_process(config: dict[str, Any], o: SimpleNamespace) -> dict[str, Any]:
-    """The process for `exec ID CMD...`: the container's settings, overridden by flags."""
-    base = dict(config.get("process") or {})
-    process: dict[str, Any] = {
-        "terminal": bool(o.tty),
-        "args": list(o.command),
-        "env": _merge_env(base.get("env", []), o.env),
-        "cwd": o.cwd or base.get("cwd", "/"),
-        "user": (_user(o.user, base.get("user", {})) if o.user
-                 else base.get("user", {"uid": 0, "gid": 0})),
-    }
-    for key in ("capabilities", "apparmorProfile", "selinuxLabel", "noNewPrivileges"):
-        if key in base:
-            process[key] = base[key]
-    return process
-
-
 def _apply_flags(process: dict[str, Any], o: SimpleNamespace) -> None:
-    """Flags given with --process override the file, as in runc."""
+    """--tty, --cwd, --env and --user override the process, as in runc."""
     if o.tty:
         process["terminal"] = True
     if o.cwd:
@@ -63,7 +46,25 @@ def _apply_flags(process: dict[str, Any], o: SimpleNamespace) -> None:
         process["user"] = _user(o.user, process.get("user", {}))
 
 
+def build_process(config: dict[str, Any], o: SimpleNamespace) -> dict[str, Any]:
+    """The process for `exec ID CMD...`: the container's settings, overridden by flags."""
+    base = config.get("process") or {}
+    process: dict[str, Any] = {
+        "terminal": False,
+        "args": list(o.command),
+        "env": list(base.get("env", [])),
+        "cwd": base.get("cwd", "/"),
+        "user": base.get("user", {"uid": 0, "gid": 0}),
+    }
+    for key in ("capabilities", "apparmorProfile", "selinuxLabel", "noNewPrivileges"):
+        if key in base:
+            process[key] = base[key]
+    _apply_flags(process, o)
+    return process
+
+
 def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
+    st = container.load(g, o.container_id)
     if o.process:
         if o.command:
             raise UsageError("exec: give either --process or a command, not both")
@@ -72,7 +73,6 @@ def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
     else:
         if not o.command:
             raise UsageError("exec: a command is required (or --process FILE)")
-        st = container.load(g, o.container_id)
         process = build_process(container.container_config(st), o)
     if o.additional_gids:
         try:
@@ -92,4 +92,4 @@ def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
     opts = container.ExecOptions(process=process, pid_file=o.pid_file,
                                  console_socket=o.console_socket,
                                  preserve_fds=o.preserve_fds, detach=o.detach)
-    return container.exec_process(g, o.container_id, opts)
+    return container.exec_process(g, st, opts)

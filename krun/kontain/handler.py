@@ -16,9 +16,9 @@ import stat
 from krun import log
 from krun.errors import KrunError
 from krun.kontain.extension import extension
-from krun.kontain.hostconfig import km_path, km_pin
 from krun.kontain.km import INIT_BINARIES, KM_IN_CONTAINER, verify_km
 from krun.kontain.payload import check_payload, find_executable, read_in_root, resolve_in_root
+from krun.kontain.settings import km_path, km_pin
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

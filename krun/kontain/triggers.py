@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from krun.errors import KrunError
-from krun.kontain.hostconfig import kontain_mode
+from krun.kontain.settings import kontain_mode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

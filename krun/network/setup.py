@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
+from krun.hostconfig import section
 from krun.network import ipam, nat
-from krun.network.settings import ADDRESS_ANNOTATION, network_request
+from krun.network.settings import ADDRESS_ANNOTATION, NetworkRequest
 from krun.runtime.bundle import Bundle
 
 TYPE_CHECKING = False
@@ -28,18 +29,6 @@ def apply_flags(bundle: Bundle, mode: str | None, ip: str | None, publish: list[
     bundle.modified = True
 
 
-def _subnet() -> str:
-    from krun.kontain.hostconfig import DEFAULT_PATH
-
-    path = os.environ.get("KRUN_CONFIG", DEFAULT_PATH)
-    if os.path.exists(path):
-        import tomllib
-
-        with open(path, "rb") as f:
-            return tomllib.load(f).get("network", {}).get("subnet", ipam.DEFAULT_SUBNET)
-    return ipam.DEFAULT_SUBNET
-
-
 def _launcher() -> str:
     argv0 = sys.argv[0]
     if os.path.isabs(argv0) and os.access(argv0, os.X_OK):
@@ -49,12 +38,11 @@ def _launcher() -> str:
     return shutil.which("krun") or "/usr/local/bin/krun"
 
 
-def prepare(g: SimpleNamespace, bundle: Bundle, container_id: str,
+def prepare(g: SimpleNamespace, bundle: Bundle, container_id: str, request: NetworkRequest,
             record: dict[str, Any]) -> None:
     """Before libcrun: host mode drops the netns; bridge mode leases an address, adds the
     hook that wires it, and publishes ports. Writes what it did into the record."""
-    request = network_request(bundle.config)
-    if request is None or request.mode == "none":
+    if request.mode == "none":
         return
     config = bundle.config
     linux = config.setdefault("linux", {})
@@ -67,7 +55,8 @@ def prepare(g: SimpleNamespace, bundle: Bundle, container_id: str,
     namespaces = linux.get("namespaces", [])
     if not any(n.get("type") == "network" and not n.get("path") for n in namespaces):
         linux.setdefault("namespaces", []).append({"type": "network"})
-    lease = ipam.allocate(g.root, container_id, _subnet(), request.ip)
+    subnet = section("network").get("subnet", ipam.DEFAULT_SUBNET)
+    lease = ipam.allocate(g.root, container_id, subnet, request.ip)
     publish = [str(p) for p in request.publish]
     record["network"] = {"mode": "bridge", "ip": lease.ip, "prefix": lease.prefix,
                          "gateway": lease.gateway, "publish": publish}

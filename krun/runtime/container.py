@@ -13,6 +13,7 @@ import os
 from krun import __version__
 from krun import fastjson as json
 from krun.errors import ContainerNotFound, KrunError
+from krun.network.settings import network_request
 from krun.runtime import records
 from krun.runtime.bundle import Bundle, check_process, load_bundle
 from krun.runtime.handlers import handler_by_name, handler_for_bundle
@@ -64,18 +65,15 @@ def _prepare(g: SimpleNamespace, bundle: Bundle, container_id: str, opts: Create
     if handler is not None:
         record["handler"] = handler.name
         record.update(handler.prepare_create(bundle))
-    if opts.network or opts.ip or opts.publish or _may_network(bundle.config):
-        from krun.network import setup
+    if opts.network or opts.ip or opts.publish:
+        from krun.network.setup import apply_flags
 
-        setup.apply_flags(bundle, opts.network, opts.ip, opts.publish)
-        setup.prepare(g, bundle, container_id, record)
+        apply_flags(bundle, opts.network, opts.ip, opts.publish)
+    request = network_request(bundle.config)
+    if request is not None:
+        from krun.network import setup  # pyroute2 and iptables live behind this
 
-
-def _may_network(config: dict[str, Any]) -> bool:
-    annotations = config.get("annotations")
-    kontain = config.get("kontain")
-    return (isinstance(annotations, dict) and "run.krun.network" in annotations) or \
-        (isinstance(kontain, dict) and "network" in kontain)
+        setup.prepare(g, bundle, container_id, request, record)
 
 
 def _teardown_network(root: str, container_id: str, record: dict[str, Any] | None) -> None:
@@ -214,7 +212,7 @@ def kill(g: SimpleNamespace, container_id: str, signum: int, all_processes: bool
     # Every process of the container: libcrun walks (and freezes) the cgroup.
     from krun.runtime import libcrun
 
-    libcrun.kill(_context(g, container_id), container_id, signum, all_processes)
+    libcrun.killall(_context(g, container_id), container_id, signum)
 
 
 def _signal_init(st: Status, signum: int) -> None:
@@ -287,8 +285,8 @@ def container_config(st: Status) -> dict[str, Any]:
         raise KrunError(f'container "{st.id}": cannot read its config: {e}') from None
 
 
-def exec_process(g: SimpleNamespace, container_id: str, opts: ExecOptions) -> int:
-    st = load(g, container_id)
+def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
+    container_id = st.id
     if st.status in ("stopped", "paused"):
         raise KrunError(f'cannot exec in a {st.status} container "{container_id}"')
     process = opts.process

@@ -59,7 +59,7 @@ class Context:
 
     def set(self, **fields: Any) -> None:
         for name, value in fields.items():
-            if isinstance(value, str) or (value is None and name not in ("preserve_fds",)):
+            if isinstance(value, str) or value is None:
                 setattr(self.ctx, name, self._str(value))
             else:
                 setattr(self.ctx, name, value)
@@ -72,7 +72,7 @@ def new_error() -> Any:
 def check(ret: int, err: Any, what: str = "") -> int:
     """Raise LibcrunError for a failed call. Some failures reported by a forked child
     come back as a non-zero return with no error object: those are failures too."""
-    if ret >= 0 and not (err[0] != ffi.NULL):
+    if ret >= 0 and err[0] == ffi.NULL:
         return ret
     if err[0] != ffi.NULL:
         status = err[0].status
@@ -130,10 +130,11 @@ def delete(c: Context, container_id: str, force: bool) -> None:
           "delete")
 
 
-def kill(c: Context, container_id: str, signum: int, all_processes: bool) -> None:
+def killall(c: Context, container_id: str, signum: int) -> None:
+    """Every process of the container (krun signals the init alone without libcrun)."""
     err = new_error()
-    fn = lib.libcrun_container_killall if all_processes else lib.libcrun_container_kill
-    check(fn(c.ctx, container_id.encode(), str(signum).encode(), err), err, "kill")
+    check(lib.libcrun_container_killall(c.ctx, container_id.encode(), str(signum).encode(),
+                                        err), err, "kill")
 
 
 def pause(c: Context, container_id: str) -> None:

@@ -96,7 +96,7 @@ def _frozen(cgroup_path: str) -> bool | None:
     return None
 
 
-def read_status(root: str, container_id: str, require_marker: bool = False) -> Status:
+def read_status(root: str, container_id: str) -> Status:
     sdir = state_dir(root, container_id)
     try:
         with open(os.path.join(sdir, "status"), "rb") as f:
@@ -107,11 +107,7 @@ def read_status(root: str, container_id: str, require_marker: bool = False) -> S
         raise ContainerNotFound(container_id) from None
     except ValueError as e:
         raise KrunError(f"container {container_id!r}: corrupt state file: {e}") from None
-    extra = read_record(root, container_id)
-    if extra is None:
-        if require_marker:
-            raise ContainerNotFound(container_id)
-        extra = {}
+    extra = read_record(root, container_id) or {}
     pid = int(raw.get("pid", 0))
     start_time = int(raw.get("process-start-time", 0))
     cgroup_path = raw.get("cgroup-path", "")

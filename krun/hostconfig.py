@@ -4,6 +4,9 @@
 mode = "auto"               # auto | always | never
 km = "/opt/kontain/bin/km"  # the host KM bind-mounted into Kontain containers
 km_sha256 = "..."           # optional pin
+
+[network]
+subnet = "10.213.0.0/24"    # krun0's subnet for `--network bridge`
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_PATH = "/etc/krun/krun.toml"
-DEFAULT_KM = "/opt/kontain/bin/km"
-MODES = ("auto", "always", "never")
 
 _cache: dict[str, Any] | None = None
 
 
-def host_config() -> dict[str, Any]:
-    """The [kontain] table; read once per process, and only when the file exists."""
+def config_path() -> str:
+    return os.environ.get("KRUN_CONFIG", DEFAULT_PATH)
+
+
+def section(name: str) -> dict[str, Any]:
+    """One table of the file; read once per process, and only when the file exists."""
     global _cache
     if _cache is None:
-        path = os.environ.get("KRUN_CONFIG", DEFAULT_PATH)
+        path = config_path()
         if not os.path.exists(path):
             _cache = {}
         else:
@@ -35,22 +40,10 @@ def host_config() -> dict[str, Any]:
 
             try:
                 with open(path, "rb") as f:
-                    _cache = tomllib.load(f).get("kontain", {})
+                    _cache = tomllib.load(f)
             except (OSError, tomllib.TOMLDecodeError) as e:
                 raise KrunError(f"{path}: {e}") from None
-            mode = _cache.get("mode", "auto")
-            if mode not in MODES:
-                raise KrunError(f"{path}: kontain.mode: {mode!r} is not one of {list(MODES)}")
-    return _cache
-
-
-def kontain_mode(flag: str | None) -> str:
-    return flag or host_config().get("mode", "auto")
-
-
-def km_path() -> str:
-    return host_config().get("km", DEFAULT_KM)
-
-
-def km_pin() -> str | None:
-    return host_config().get("km_sha256")
+    table = _cache.get(name, {})
+    if not isinstance(table, dict):
+        raise KrunError(f"{config_path()}: [{name}] must be a table")
+    return table
