@@ -11,7 +11,7 @@ import pytest
 from conftest import krun_binary
 
 from . import images
-from .conftest import KONTAIN_WIP, Engine
+from .conftest import CGROUP_PARENT, KONTAIN_WIP, Engine
 
 pytestmark = pytest.mark.engines
 
@@ -22,8 +22,10 @@ def ctr_run(containerd: Engine, *args: str) -> tuple[int, str, str]:
     cid = f"kt-ctr-{next(_ids)}"
     image, command = args[0], args[1:]
     # Private runtime root and FIFO dir: ctr's defaults are under /run/containerd.
+    # ctr's default cgroup, /<namespace>/<id>, would leave an empty /krun behind.
     private = ["--runc-root", str(containerd.run_dir / "ctr-krun"),
-               "--fifo-dir", str(containerd.run_dir / "fifo")]
+               "--fifo-dir", str(containerd.run_dir / "fifo"),
+               "--cgroup", f"/{CGROUP_PARENT}/ctr/{cid}"]
     proc = containerd("-n", "krun", "run", "--rm", "--runc-binary", krun_binary(), *private,
                       image, cid, *command, check=False)
     left = containerd.out("-n", "krun", "containers", "ls", "-q")
