@@ -69,3 +69,49 @@ krun_open_in_root (const char *root, const char *path, int flags)
   close (dirfd);
   return fd < 0 ? -saved : fd;
 }
+
+#include <linux/mount.h>
+
+#ifndef SYS_open_tree
+#  define SYS_open_tree 428
+#endif
+#ifndef SYS_mount_setattr
+#  define SYS_mount_setattr 442
+#endif
+
+/* A private, read-only view of one host file: a detached bind mount of `path`
+   (open_tree OPEN_TREE_CLONE), made read-only, nosuid and nodev.  Returns an O_PATH
+   fd on it (execveat can run it) or -errno.  A process executed from it sees its
+   /proc/self/exe on a read-only mount, so even a container that reaches that link
+   cannot reopen the host file for writing (CVE-2019-5736), and the mount exists only
+   as long as something holds it.  Needs CAP_SYS_ADMIN: callers fall back to a sealed
+   memfd copy without it. */
+int
+krun_open_tree_ro (const char *path)
+{
+  struct mount_attr attr;
+  int fd, saved;
+
+  fd = (int) syscall (SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  memset (&attr, 0, sizeof (attr));
+  attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  if (syscall (SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof (attr)) < 0)
+    {
+      saved = errno;
+      close (fd);
+      return -saved;
+    }
+  return fd;
+}
+
+#include <sys/mount.h>
+
+/* umount2 for krun's cleanup of mounts libcrun made in the host's namespace (a config
+   with no mount namespace): 0 or -errno. */
+int
+krun_umount (const char *target, int flags)
+{
+  return umount2 (target, flags) < 0 ? -errno : 0;
+}
