@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -21,12 +22,15 @@ FLAG, VALUE, INT, MULTI = "flag", "value", "int", "multi"
 
 
 class Opt:
-    __slots__ = ("choices", "default", "dest", "help", "kind", "long", "short")
+    __slots__ = ("choices", "default", "dest", "help", "kind", "long", "maximum", "short")
 
     def __init__(self, long: str, short: str | None = None, kind: str = FLAG,
-                 default: Any = None, help: str = "", choices: tuple[str, ...] = ()) -> None:
+                 default: Any = None, help: str = "", choices: tuple[str, ...] = (),
+                 maximum: Callable[[], tuple[int, str]] | None = None) -> None:
         self.long, self.short, self.kind, self.default = long, short, kind, default
         self.help, self.choices = help, choices
+        # INT options are never negative; `maximum` gives the upper bound and its reason.
+        self.maximum = maximum
         self.dest = long.lstrip("-").replace("-", "_")
 
     def initial(self) -> Any:
@@ -35,6 +39,17 @@ class Opt:
         if self.kind == FLAG:
             return bool(self.default)
         return self.default
+
+    def int_error(self, value: int, text: str = "") -> str | None:
+        """Why an INT value (given as `text`) is refused, as both parsers word it; None
+        when it is fine."""
+        if value < 0:
+            return f"{text or value} is negative"
+        if self.maximum is not None and value > 0:
+            limit, why = self.maximum()
+            if value > limit:
+                return f"{text or value} is more than {limit} ({why})"
+        return None
 
 
 class Arg:
@@ -59,10 +74,19 @@ class Cmd:
         self.module_name = module or name
 
 
+def _fd_limit() -> tuple[int, str]:
+    # fds 3..N+2 are passed on: each must fit under the open-file soft limit.
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return (1 << 31 if soft == resource.RLIM_INFINITY else max(soft - 3, 0)), \
+        "the open-file soft limit less stdin, stdout and stderr"
+
+
 _PID_FILE = Opt("--pid-file", kind=VALUE, help="write the container process id to this file")
 _CONSOLE = Opt("--console-socket", kind=VALUE,
                help="path to an AF_UNIX socket that receives the pty master fd")
-_PRESERVE = Opt("--preserve-fds", kind=INT, default=0,
+_PRESERVE = Opt("--preserve-fds", kind=INT, default=0, maximum=_fd_limit,
                 help="pass N additional fds to the container")
 _BUNDLE = Opt("--bundle", "-b", kind=VALUE, default=".", help="path to the OCI bundle")
 _CREATE_OPTS = (
@@ -213,10 +237,12 @@ def _parse_opts(opts: tuple[Opt, ...], tokens: list[str], positional_slots: int 
         if opt.choices and inline not in opt.choices:
             raise NeedClick
         if opt.kind == INT:
-            try:
-                values[opt.dest] = int(inline)
-            except ValueError:
-                raise NeedClick from None
+            # Decimal digits only: int() would take " 1", "+1" and "1_0" too.
+            if not (inline.isascii() and inline.isdigit() and len(inline) <= 18):
+                raise NeedClick
+            values[opt.dest] = int(inline)
+            if opt.int_error(values[opt.dest]):
+                raise NeedClick
         elif opt.kind == MULTI:
             values[opt.dest].append(inline)
         else:
@@ -249,19 +275,36 @@ def parse(argv: list[str]) -> tuple[SimpleNamespace, Cmd, SimpleNamespace]:
     return g, cmd, SimpleNamespace(**values)
 
 
+def _last_resort(e: BaseException) -> str:
+    """One line for an exception no krun layer turned into a KrunError."""
+    if isinstance(e, OSError):
+        from krun.errors import strerror
+
+        text = strerror(e.errno) if e.errno else (e.strerror or "input/output error")
+        # A filename may be an fd number: naming that would only confuse.
+        names = [n for n in (e.filename, e.filename2) if isinstance(n, str)]
+        return f"{' -> '.join(names)}: {text}" if names else text
+    if isinstance(e, RecursionError):
+        return "input nested too deeply"
+    if isinstance(e, MemoryError):
+        return "out of memory"
+    return f"internal error: {type(e).__name__}: {e}"
+
+
 def dispatch(g: SimpleNamespace, cmd: Cmd, opts: SimpleNamespace) -> int:
     """Run one command; returns its exit code. Errors are logged, never raised."""
     from krun import log
     from krun.errors import KrunError
 
     log.configure(g.log, g.log_format, g.debug)
-    if cmd.name == "version":
-        from krun.commands.version import main as version_main
-
-        return version_main(g, opts)
     try:
-        module = __import__(f"krun.commands.{cmd.module_name}", fromlist=["main"])
-        return int(module.main(g, cmd.name, opts) or 0)
+        if cmd.name == "version":
+            from krun.commands.version import main as version_main
+
+            code = version_main(g, opts)
+        else:
+            module = __import__(f"krun.commands.{cmd.module_name}", fromlist=["main"])
+            code = int(module.main(g, cmd.name, opts) or 0)
     except KrunError as e:
         log.error(e.msg)
         return e.exit_code
@@ -271,9 +314,19 @@ def dispatch(g: SimpleNamespace, cmd: Cmd, opts: SimpleNamespace) -> int:
         if g.debug:
             import traceback
 
-            log.error(traceback.format_exc())
-        log.error(f"internal error: {type(e).__name__}: {e}")
+            for line in traceback.format_exc().splitlines():  # one log entry per line
+                log.debug(line)
+        log.error(_last_resort(e))
         return 1
+    try:
+        # Output that cannot be written (stdout on a full disk) is a failure, as in runc.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return 141  # what a Go runtime's SIGPIPE death looks like to a shell
+    except OSError as e:
+        log.error(f"write /dev/stdout: {_last_resort(e)}")
+        return 1
+    return code
 
 
 def _exit(code: int) -> None:

@@ -3,10 +3,15 @@
 [kontain]
 mode = "auto"               # auto | always | never
 km = "/opt/kontain/bin/km"  # the host KM bind-mounted into Kontain containers
-km_sha256 = "..."           # optional pin
+km_sha256 = "..."           # optional pin: 64 hex digits
 
 [network]
 subnet = "10.213.0.0/24"    # krun0's subnet for `--network bridge`
+
+The file is read once per process, bounded, and only when it exists. Its keys are
+checked as it is read: an unknown one is an error, a known one must have its type (the
+tables' owners check the values), so a mistake in it is one line naming the key, never
+a Python exception, and never silently ignored.
 """
 
 from __future__ import annotations
@@ -20,30 +25,84 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_PATH = "/etc/krun/krun.toml"
+MAX_BYTES = 1 << 20  # a few lines in practice
+
+# table -> key -> the Python type tomllib gives a valid value.
+KNOWN: dict[str, dict[str, type]] = {
+    "kontain": {"mode": str, "km": str, "km_sha256": str},
+    "network": {"subnet": str},
+}
+_TOML_TYPES = {str: "a string", bool: "a boolean", int: "an integer"}
 
 _cache: dict[str, Any] | None = None
+_checked: set[str] = set()
+
+
+def _check_subnet(path: str, value: str) -> None:
+    import ipaddress  # ~1 ms: paid only by the networking code that asks for it
+
+    try:
+        ipaddress.ip_network(value)
+    except ValueError as e:
+        raise KrunError(f"{path}: network.subnet: {e}") from None
+
+
+# Value checks that cost an import, run when the table is first asked for.
+_VALUE_CHECKS = {"network": (("subnet", _check_subnet),)}
 
 
 def config_path() -> str:
     return os.environ.get("KRUN_CONFIG", DEFAULT_PATH)
 
 
+def _load(path: str) -> dict[str, Any]:
+    from krun.fastjson import read_bytes
+
+    data = read_bytes(path, "host config", MAX_BYTES)
+    import tomllib
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise KrunError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise KrunError(f"{path}: {e}") from None
+    except ValueError:  # int(): more digits than CPython converts
+        raise KrunError(f"{path}: a number with too many digits") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise KrunError(f"{path}: nested too deeply") from None
+    # An unknown key is refused, not ignored: `[kontian] mode = "always"` or a top-level
+    # `km_sha256` would otherwise silently not apply.
+    for name, table in config.items():
+        keys = KNOWN.get(name)
+        if keys is None:
+            raise KrunError(f"{path}: unknown " + (f"table [{name}]" if isinstance(table, dict)
+                                                   else f"key {name!r} (outside any table)"))
+        if not isinstance(table, dict):
+            raise KrunError(f"{path}: [{name}] must be a table")
+        for key, value in table.items():
+            kind = keys.get(key)
+            if kind is None:
+                raise KrunError(f"{path}: {name}.{key}: unknown key")
+            if type(value) is not kind:
+                raise KrunError(f"{path}: {name}.{key} must be {_TOML_TYPES[kind]}")
+    return config
+
+
 def section(name: str) -> dict[str, Any]:
-    """One table of the file; read once per process, and only when the file exists."""
+    """One table of the file ({} when the file or the table is absent)."""
     global _cache
     if _cache is None:
         path = config_path()
-        if not os.path.exists(path):
-            _cache = {}
-        else:
-            import tomllib
-
-            try:
-                with open(path, "rb") as f:
-                    _cache = tomllib.load(f)
-            except (OSError, tomllib.TOMLDecodeError) as e:
-                raise KrunError(f"{path}: {e}") from None
+        _cache = _load(path) if os.path.lexists(path) else {}
     table = _cache.get(name, {})
     if not isinstance(table, dict):
         raise KrunError(f"{config_path()}: [{name}] must be a table")
+    if name not in _checked:
+        for key, check in _VALUE_CHECKS.get(name, ()):
+            if key in table:
+                check(config_path(), table[key])
+        _checked.add(name)
     return table

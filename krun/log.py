@@ -1,7 +1,8 @@
 """Where errors and warnings go: the --log file (text or JSON lines) or stderr.
 
 The JSON shape {"level","msg","time"} is what containerd's shim parses from log.json;
-it shows the last error to the user.
+it shows the last error to the user. Every message is one line: engines read the log
+line by line, and some messages carry text from elsewhere (libcrun's end in a newline).
 """
 
 from __future__ import annotations
@@ -27,7 +28,26 @@ def _timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
+MAX_MESSAGE = 4096
+
+
+def one_line(msg: str) -> str:
+    """msg without line breaks or other control characters, and of bounded length."""
+    if msg.isprintable() and len(msg) <= MAX_MESSAGE:
+        return msg
+    out: list[str] = []
+    for part in msg[:4 * MAX_MESSAGE].splitlines():
+        part = part.strip()  # noqa: PLW2901
+        if part:
+            # libcrun's "open log file X\n: no such file" reads "open log file X: no such file".
+            out.append(part if not out or part[0] in ":,;." else " " + part)
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256
+                   else f"\\u{ord(c):04x}" for c in "".join(out))
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
 def _emit(level: str, msg: str) -> None:
+    msg = one_line(msg)
     if _log_format == "json":
         line = json.dumps({"level": level, "msg": msg, "time": _timestamp()}) + "\n"
     else:
@@ -35,11 +55,13 @@ def _emit(level: str, msg: str) -> None:
     if _log_path:
         try:
             fd = os.open(_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            sys.stderr.write(line)
+        except (OSError, ValueError):
+            # The log cannot be opened (a missing directory): the message still counts.
+            sys.stderr.write(f"krun: {msg}\n")
+            sys.stderr.flush()
             return
         try:
-            os.write(fd, line.encode())
+            os.write(fd, line.encode(errors="backslashreplace"))
         finally:
             os.close(fd)
     else:

@@ -1,4 +1,9 @@
-"""Kontain's part of the host configuration (the [kontain] table of krun.toml)."""
+"""Kontain's part of the host configuration (the [kontain] table of krun.toml).
+
+krun.hostconfig has checked the types; the values are checked here, where their meaning
+is known. An empty or malformed pin is an error, never "no pin": a pin that silently
+stops pinning is worse than none.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from krun.hostconfig import config_path, section
 
 DEFAULT_KM = "/opt/kontain/bin/km"
 MODES = ("auto", "always", "never")
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def kontain_mode(flag: str | None) -> str:
@@ -17,8 +23,16 @@ def kontain_mode(flag: str | None) -> str:
 
 
 def km_path() -> str:
-    return section("kontain").get("km", DEFAULT_KM)
+    path = section("kontain").get("km", DEFAULT_KM)
+    if not path.startswith("/") or "\0" in path:
+        raise KrunError(f"{config_path()}: kontain.km: {path[:200]!r} must be an absolute "
+                        "path (and hold no NUL)")
+    return path
 
 
 def km_pin() -> str | None:
-    return section("kontain").get("km_sha256")
+    pin = section("kontain").get("km_sha256")
+    if pin is not None and (len(pin) != 64 or not _HEX.issuperset(pin)):
+        raise KrunError(f"{config_path()}: kontain.km_sha256: {pin[:80]!r} is not a sha256 "
+                        "(64 hex digits)")
+    return pin

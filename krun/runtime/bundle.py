@@ -1,8 +1,11 @@
 """Reading and checking a bundle's config.json before libcrun sees it.
 
-libcrun validates the rest; these checks exist so the common mistakes end in one line
-naming the JSON path, and so krun refuses what the spec says MUST fail (an unknown
-capability) where libcrun 1.8.1 silently accepts it.
+Every member krun or libcrun reads is type-checked against the runtime-spec's types
+(tables(), walked by krun.runtime.resources), so a wrong type ends in one line naming
+the JSON path instead of a Python exception, and krun refuses what runc refuses (an
+environment entry without `=`, a uid that is not a uint32) and what the spec says MUST
+fail (an unknown capability) where libcrun 1.8.1 silently accepts it. libcrun validates
+the rest.
 """
 
 from __future__ import annotations
@@ -51,40 +54,154 @@ def _last_cap() -> int:
         return len(CAPABILITIES) - 1
 
 
+_last_cap_cache: list[int] = []
+
+
+def is_known_capability(name: str) -> bool:
+    """`CAP_NAME`, known to krun and to this kernel."""
+    if not _last_cap_cache:
+        _last_cap_cache.append(_last_cap())
+    short = name[4:] if name.startswith("CAP_") else None
+    return short in CAPABILITIES and CAPABILITIES.index(short) <= _last_cap_cache[0]
+
+
+def _bad(rule: str) -> Exception:
+    from krun.runtime.resources import Bad
+
+    return Bad(rule)
+
+
+def _show(value: Any) -> str:
+    from krun.runtime.resources import show
+
+    return show(value)
+
+
+def _known_cap(name: str) -> None:
+    if not is_known_capability(name):
+        raise _bad(f"unknown capability {_show(name)}")
+
+
+def _env_entry(entry: str) -> None:
+    # runc's rules (libcontainer's populateProcessEnvironment); libcrun passes anything.
+    name, eq, _ = entry.partition("=")
+    if not eq:
+        raise _bad(f"invalid environment variable {_show(entry)}: missing '='")
+    if not name:
+        raise _bad(f"invalid environment variable {_show(entry)}: name cannot be empty")
+
+
+def _absolute(path: str) -> None:
+    if not path.startswith("/"):
+        raise _bad(f"{_show(path)} must be an absolute path")
+
+
+def _nonempty(text: str) -> None:
+    if not text:
+        raise _bad("must not be empty")
+
+
+def _spec_1x(version: str) -> None:
+    if not version.startswith("1."):
+        raise _bad(f"{_show(version)} is not a runtime-spec 1.x")
+
+
+_TABLES: dict[str, Any] = {}
+
+
+def tables() -> dict[str, Any]:
+    """The type tables of config.json ("config"), of a process ("process") and of
+    process.capabilities ("caps"). Built on first use: `kill`, `start` and `delete`
+    import this module and never check a config."""
+    if _TABLES:
+        return _TABLES
+    from krun.runtime.resources import I32, I64, RESOURCES, U32, U64, Arr, Check, Int, Map, Obj
+
+    # The members of config.json that krun or libcrun read, with the runtime-spec's types
+    # (specs-go: uint32 ids, int64 device numbers...). What is not here, libcrun checks.
+    caps = Obj({s: Arr(Check(_known_cap, then=str)) for s in CAP_SETS})
+    id_mapping = Obj({"containerID": U32, "hostID": U32, "size": U32})
+    process = Obj({
+        "terminal": bool,
+        "consoleSize": Obj({"height": U32, "width": U32}),
+        "user": Obj({"uid": U32, "gid": U32, "umask": U32, "additionalGids": Arr(U32),
+                     "username": str}),
+        "args": Arr(str, nonempty=True),
+        "commandLine": str,
+        "env": Arr(Check(_env_entry, then=str)),
+        "cwd": Check(_absolute, then=str),
+        "capabilities": caps,
+        "rlimits": Arr(Obj({"type": str, "soft": U64, "hard": U64}, required=("type",))),
+        "noNewPrivileges": bool,
+        "apparmorProfile": str,
+        "oomScoreAdj": I32,
+        "selinuxLabel": str,
+        "ioPriority": Obj({"class": str, "priority": I32}),
+        "scheduler": Obj({"policy": str, "nice": I32, "priority": I32, "flags": Arr(str),
+                          "runtime": U64, "deadline": U64, "period": U64}),
+    }, required=("args", "cwd"))
+    hook = Obj({"path": str, "args": Arr(str), "env": Arr(str),
+                "timeout": Int(1, (1 << 31) - 1)}, required=("path",))
+    config = Obj({
+        "ociVersion": Check(_spec_1x, then=str),
+        "root": Obj({"path": Check(_nonempty, then=str), "readonly": bool},
+                    required=("path",)),
+        "process": process,
+        "hostname": str,
+        "domainname": str,
+        "mounts": Arr(Obj({"destination": str, "source": str, "type": str,
+                           "options": Arr(str), "uidMappings": Arr(id_mapping),
+                           "gidMappings": Arr(id_mapping)}, required=("destination",))),
+        "hooks": Obj({name: Arr(hook) for name in (
+            "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+            "poststop")}),
+        "annotations": Map(str),
+        "linux": Obj({
+            "namespaces": Arr(Obj({"type": str, "path": str}, required=("type",))),
+            "uidMappings": Arr(id_mapping),
+            "gidMappings": Arr(id_mapping),
+            "devices": Arr(Obj({"type": str, "path": str, "major": I64, "minor": I64,
+                                "fileMode": U32, "uid": U32, "gid": U32},
+                               required=("type", "path"))),
+            "cgroupsPath": str,
+            "resources": RESOURCES,
+            "sysctl": Map(str),
+            "rootfsPropagation": str,
+            "maskedPaths": Arr(str),
+            "readonlyPaths": Arr(str),
+            "mountLabel": str,
+        }),
+    }, required=("ociVersion", "root"))
+    _TABLES.update(caps=caps, process=process, config=config)
+    return _TABLES
+
+
+def _check(value: Any, table: str, where: str, root: str) -> None:
+    from krun.runtime.resources import check
+
+    check(value, tables()[table], where, root)
+
+
 def check_capabilities(caps: Any, where: str) -> None:
-    if caps is None:
-        return
-    if not isinstance(caps, dict):
-        raise InvalidConfig(f"{where}: must be an object")
-    last = _last_cap()
-    for set_name in CAP_SETS:
-        names = caps.get(set_name)
-        if names is None:
-            continue
-        if not isinstance(names, list):
-            raise InvalidConfig(f"{where}.{set_name}: must be an array of strings")
-        for name in names:
-            short = name[4:] if isinstance(name, str) and name.startswith("CAP_") else None
-            if short not in CAPABILITIES or CAPABILITIES.index(short) > last:
-                raise InvalidConfig(f"{where}.{set_name}: unknown capability {name!r}")
+    if caps is not None:
+        _check(caps, "caps", where, "")
 
 
-def _expect(cond: bool, path: str, rule: str) -> None:
-    if not cond:
-        raise InvalidConfig(f"config.json: {path}: {rule}")
+def check_process(process: Any, path: str, where: str = "config.json") -> None:
+    """A process object (config.json's, or exec's with path `$`) against its table."""
+    _check(process, "process", where, path)
 
 
-def check_process(process: Any, path: str) -> None:
-    _expect(isinstance(process, dict), path, "must be an object")
-    args = process.get("args")
-    _expect(isinstance(args, list) and len(args) > 0 and all(isinstance(a, str) for a in args),
-            f"{path}.args", "must be a non-empty array of strings")
-    cwd = process.get("cwd", "/")
-    _expect(isinstance(cwd, str) and cwd.startswith("/"), f"{path}.cwd", "must be an absolute path")
-    env = process.get("env", [])
-    _expect(isinstance(env, list) and all(isinstance(e, str) for e in env), f"{path}.env",
-            "must be an array of strings")
-    check_capabilities(process.get("capabilities"), f"{path}.capabilities")
+def check_config(config: Any, where: str = "config.json") -> None:
+    _check(config, "config", where, "$")
+    # runc's rule, which libcrun applies only after it has mounted /proc, /dev and /sys:
+    # without a mount namespace those mounts are the host's, and a failed create would
+    # leave them all behind.
+    namespaces = {ns["type"] for ns in config.get("linux", {}).get("namespaces", [])}
+    for key in ("hostname", "domainname"):
+        if config.get(key) and "uts" not in namespaces:
+            raise InvalidConfig(f"{where}: $.{key}: unable to set {key} without a private "
+                                "UTS namespace")
 
 
 def load_bundle(bundle: str) -> Bundle:
@@ -94,19 +211,8 @@ def load_bundle(bundle: str) -> Bundle:
                         if not os.path.exists(path) else f"bundle {path}: not a directory")
     config_path = os.path.join(path, "config.json")
     config = json.read_object(config_path, "config.json")
-    version = config.get("ociVersion")
-    _expect(isinstance(version, str), "$.ociVersion", "is required (a string)")
-    _expect(version.startswith("1."), "$.ociVersion", f"{version!r} is not a runtime-spec 1.x")
-    root = config.get("root")
-    _expect(isinstance(root, dict) and isinstance(root.get("path"), str) and root["path"] != "",
-            "$.root.path", "is required (a string)")
-    if "process" in config:
-        check_process(config["process"], "$.process")
-    for key, kind in (("mounts", list), ("linux", dict), ("hooks", dict), ("annotations", dict)):
-        if key in config:
-            _expect(isinstance(config[key], kind), f"$.{key}",
-                    f"must be {'an array' if kind is list else 'an object'}")
-    rootfs = os.path.join(path, root["path"])
+    check_config(config)
+    rootfs = os.path.join(path, config["root"]["path"])
     if not os.path.isdir(rootfs):
         raise KrunError(f"rootfs {rootfs}: no such file or directory")
     return Bundle(path=path, config_path=config_path, config=config, rootfs=rootfs)

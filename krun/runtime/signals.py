@@ -10,8 +10,8 @@ from krun.errors import KrunError
 def parse_signal(text: str | None) -> int:
     if text is None or text == "":
         return int(signal.SIGTERM)
-    if text.isdigit():
-        num = int(text)
+    if text.isascii() and text.isdigit():
+        num = int(text) if len(text) <= 3 else 0  # int() of 5000 digits would raise
         if 0 < num <= signal.SIGRTMAX:
             return num
         raise KrunError(f"invalid signal: {text}")
@@ -19,8 +19,9 @@ def parse_signal(text: str | None) -> int:
     if not name.startswith("SIG"):
         name = "SIG" + name
     for base, anchor in (("SIGRTMIN+", signal.SIGRTMIN), ("SIGRTMAX-", signal.SIGRTMAX)):
-        if name.startswith(base) and name[len(base):].isdigit():
-            offset = int(name[len(base):])
+        digits = name[len(base):]
+        if name.startswith(base) and digits.isascii() and digits.isdigit():
+            offset = int(digits) if len(digits) <= 3 else 1 << 16
             num = anchor + offset if base.endswith("+") else anchor - offset
             if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
                 return int(num)
