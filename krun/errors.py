@@ -57,6 +57,8 @@ class LibcrunError(KrunError):
             # runc's wording, which docker maps to exit code 127.
             name = tail[: -len(suffix)]
             return f'exec: "{name}": executable file not found in $PATH'
-        if status > 0:
+        message = message.strip() or "libcrun failed"
+        # Only a real errno is worth naming ("unknown error 32576" helps nobody).
+        if 0 < status < 4096 and not os.strerror(status).startswith("Unknown error"):
             return f"{message}: {strerror(status)}"
         return message

@@ -142,8 +142,9 @@ def _krun_cgroups() -> set[str]:
     for ctrl in ("memory", "pids", "cpu", "freezer", "devices"):
         base = CGROUP_BASE / ctrl
         if base.is_dir():
+            # This session's ids only: other suites may run beside this one.
             found.update(f"{ctrl}/{p.name}" for p in base.iterdir()
-                         if p.is_dir() and p.name.startswith("krt-"))
+                         if p.is_dir() and p.name.startswith(f"krt-{os.getpid()}-"))
     return found
 
 

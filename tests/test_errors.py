@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def _leftovers(krun: Krun, cid: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "/", "x" * 1025, "tab\there"])
+@pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "/", ".krun", ".hidden", "x" * 251,
+                                 "é" * 126, "tab\there"])
 def test_invalid_ids_are_refused_before_touching_disk(krun: Krun, bundle: BundleFactory,
                                                       bad: str) -> None:
     b = bundle(["true"])
@@ -44,7 +46,8 @@ def test_invalid_ids_are_refused_before_touching_disk(krun: Krun, bundle: Bundle
 def test_nul_in_id_is_refused() -> None:
     with pytest.raises(KrunError, match="invalid container id"):
         validate_id("a\0b")
-    assert validate_id("x" * 1024) == "x" * 1024
+    assert validate_id("x" * 250) == "x" * 250
+    assert validate_id("a.b-c_d+e") == "a.b-c_d+e"
 
 
 def test_duplicate_id_is_refused_and_the_first_survives(krun: Krun, bundle: BundleFactory,
@@ -259,3 +262,35 @@ def test_every_runtime_spec_1x_version_runs(krun: Krun, bundle: BundleFactory, c
     b = bundle(["true"], mutate=lambda c: c.update(ociVersion="2.0.0"))
     proc = krun("run", "--bundle", str(b), cid, check=False)
     assert proc.returncode == 1 and "$.ociVersion" in proc.stderr
+
+
+def test_no_mount_namespace_leaves_no_host_mounts(krun: Krun, bundle: BundleFactory,
+                                                  cid: str) -> None:
+    """Without a mount namespace libcrun mounts /proc, /dev, /sys... under the rootfs in
+    the host's namespace; a failed create, the end of a foreground run and delete all
+    take exactly those back (and leave what was mounted there before)."""
+    def no_mount_ns(c: dict) -> None:
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"]
+                                    if n["type"] in ("pid", "ipc", "uts", "network")]
+
+    def mounts(b: Path) -> list[str]:
+        with open("/proc/self/mountinfo") as f:
+            return [line.split()[4] for line in f if str(b) in line.split()[4]]
+
+    b = bundle(["/nonexistent"], mutate=no_mount_ns)
+    keep = b / "rootfs" / "keep"
+    keep.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "keep", str(keep)], check=True)
+    try:
+        assert krun("run", "--bundle", str(b), cid, check=False).returncode == 1
+        assert mounts(b) == [str(keep)]
+        config = json.loads((b / "config.json").read_text())
+        config["process"]["args"] = ["sleep", "100"]
+        (b / "config.json").write_text(json.dumps(config))
+        krun("run", "-d", "--bundle", str(b), cid)
+        assert len(mounts(b)) > 5, "libcrun mounted in the host's namespace"
+        krun("delete", "--force", cid)
+        assert mounts(b) == [str(keep)]
+    finally:
+        subprocess.run(["umount", str(keep)], check=True)
+    assert _leftovers(krun, cid) == []

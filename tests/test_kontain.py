@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,9 +167,9 @@ def test_jsonschema_is_not_imported_for_plain_containers(krun: Krun, bundle: Bun
     assert "jsonschema" not in imports(bundle(["true"]))
     # A Kontain extension is validated with jsonschema the first time it is seen; the
     # same extension again reuses that verdict.
-    from krun.kontain.extension import VALIDATED_DIR
+    from krun.kontain.extension import validated_dir
 
-    shutil.rmtree(VALIDATED_DIR, ignore_errors=True)
+    shutil.rmtree(validated_dir(str(krun.root)), ignore_errors=True)
     assert "jsonschema" in imports(kbundle(["/hello.km"], V1))
     assert "jsonschema" not in imports(kbundle(["/hello.km"], V1))
 
@@ -240,14 +240,109 @@ def test_km_is_read_only_in_the_container(krun: Krun, kbundle: KontainBundle, ci
     krun("delete", "--force", cid)
 
 
-def test_docker_init_keeps_its_child_under_km(krun: Krun, kbundle: KontainBundle,
-                                              cid: str) -> None:
-    b = kbundle(["/sbin/docker-init", "--", "/hello.km"], V1, busybox=True)
-    init = b / "rootfs" / "sbin" / "docker-init"
-    init.write_text('#!/bin/sh\nshift\nexec "$@"\n')
-    init.chmod(0o755)
+@pytest.fixture
+def host_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A root-owned directory on the host that nobody else can write, as KM and engine
+    inits live in (/tmp is world-writable, so krun refuses binaries below it)."""
+    from conftest import ROOTS_BASE
+
+    ROOTS_BASE.mkdir(mode=0o700, exist_ok=True)
+    name = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
+    path = ROOTS_BASE / f"host-{os.getpid()}-{name}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def mini_init(host_dir: Path) -> Path:
+    """tests/data/mini_init.c built static: a docker-init lookalike that prints the
+    kernel release it runs on (the host's natively, `.kontain.KVM` under KM)."""
+    out = host_dir / "mini-init"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(REPO / "tests" / "data" /
+                    "mini_init.c")], check=True, capture_output=True)
+    out.chmod(0o755)
+    return out
+
+
+def _init_mount(source: Path, destination: str = "/sbin/docker-init") -> Callable[..., None]:
+    def mutate(c: dict[str, Any]) -> None:
+        c["mounts"].append({"destination": destination, "type": "bind",
+                            "source": str(source), "options": ["bind", "ro"]})
+    return mutate
+
+
+HOST_RELEASE = os.uname().release
+
+
+@pytest.mark.parametrize("where", ["/sbin/docker-init", "/run/podman-init"])
+def test_host_init_stays_native_and_its_child_runs_under_km(
+        krun: Krun, kbundle: KontainBundle, cid: str, mini_init: Path, where: str) -> None:
+    b = kbundle([where, "--", "/hello.km"], V1, busybox=True, mutate=_init_mount(mini_init,
+                                                                                 where))
     proc = krun("run", "--bundle", str(b), cid)
     assert proc.stdout == "Hello from Kontain!\n"
+    assert f"mini-init: release={HOST_RELEASE}" in proc.stderr, "the host init ran natively"
+
+
+@pytest.mark.parametrize("engine_init", ["/usr/bin/docker-init", "/usr/bin/catatonit"])
+def test_engine_inits_stay_native(krun: Krun, kbundle: KontainBundle, cid: str,
+                                  engine_init: str) -> None:
+    """The inits docker and podman really mount (scripts/install-engines installs them)."""
+    if not os.path.exists(engine_init):
+        pytest.fail(f"{engine_init} is missing: scripts/install-engines installs it")
+    b = kbundle(["/sbin/docker-init", "--", "/exit.km", "7"], V1, busybox=True,
+                mutate=_init_mount(Path(engine_init)))
+    assert krun("run", "--bundle", str(b), cid, check=False).returncode == 7
+
+
+def test_image_init_never_runs_natively(krun: Krun, kbundle: KontainBundle, cid: str,
+                                        mini_init: Path) -> None:
+    """An init the image ships — at the init's usual path, or bind-mounted from inside
+    the rootfs — is the image's code: it runs under KM like any other (and a script or a
+    glibc binary cannot), never natively; at exec no init stays native at all."""
+    script = '#!/bin/sh\necho NATIVE-INIT >&2\nshift\nexec "$@"\n'
+    b = kbundle(["/sbin/docker-init", "--", "/hello.km"], V1, busybox=True)
+    (b / "rootfs" / "sbin" / "docker-init").write_text(script)
+    (b / "rootfs" / "sbin" / "docker-init").chmod(0o755)
+    proc = krun("run", "--bundle", str(b), cid, check=False)
+    assert proc.returncode == 1 and "NATIVE-INIT" not in proc.stderr + proc.stdout
+    assert "payload /sbin/docker-init: not an ELF file" in proc.stderr
+    assert _leftovers(krun, cid) == []
+    # A bind mount whose source is the image's own file is no host init either.
+    b2 = kbundle(["/sbin/docker-init", "--", "/hello.km"], V1, busybox=True)
+    shutil.copy(mini_init, b2 / "rootfs" / "evil-init")
+    config = json.loads((b2 / "config.json").read_text())
+    _init_mount(b2 / "rootfs" / "bin" / ".." / "evil-init")(config)
+    (b2 / "config.json").write_text(json.dumps(config))
+    proc = krun("run", "--bundle", str(b2), cid, check=False)
+    assert proc.returncode != 0 and f"release={HOST_RELEASE}" not in proc.stderr
+    assert _leftovers(krun, cid) == []
+    # Through exec: the host init mounted, a running container, `exec init -- payload`.
+    b3 = kbundle(["/sleeper.km", "1000"], V1, busybox=True, mutate=_init_mount(mini_init))
+    krun("run", "-d", "--bundle", str(b3), cid)
+    proc = krun("exec", cid, "/sbin/docker-init", "--", "/hello.km", check=False)
+    assert f"release={HOST_RELEASE}" not in proc.stderr + proc.stdout
+    krun("delete", "--force", cid)
+
+
+def test_host_init_must_be_root_owned_and_static(krun: Krun, kbundle: KontainBundle,
+                                                 cid: str, host_dir: Path,
+                                                 mini_init: Path) -> None:
+    writable = host_dir / "writable-init"
+    shutil.copy(mini_init, writable)
+    writable.chmod(0o777)
+    dynamic = host_dir / "dynamic-init"
+    shutil.copy("/bin/true", dynamic)
+    for init, message in ((writable, "writable by non-root"),
+                          (dynamic, "dynamically linked")):
+        b = kbundle(["/sbin/docker-init", "--", "/hello.km"], V1, busybox=True,
+                    mutate=_init_mount(init))
+        proc = krun("run", "--bundle", str(b), cid, check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert _leftovers(krun, cid) == []
 
 
 def test_km_options_env_put_and_verbose(krun: Krun, kbundle: KontainBundle, cid: str) -> None:
@@ -267,17 +362,18 @@ def _with_host_config(tmp_path: Path, **kontain: str) -> dict[str, str]:
 
 
 def test_km_pin_mismatch_and_bad_km_are_refused(krun: Krun, kbundle: KontainBundle, cid: str,
-                                                tmp_path: Path) -> None:
+                                                tmp_path: Path, host_dir: Path) -> None:
     b = kbundle(["/hello.km"], V1)
     good = hashlib.sha256(HOST_KM.read_bytes()).hexdigest()
     env = _with_host_config(tmp_path, km_sha256=good)
     assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
-    kmdir = tmp_path / "kmdir"
-    kmdir.mkdir()
+    kmdir = host_dir / "kmdir"
+    kmdir.mkdir(mode=0o755)
     cases: dict[str, tuple[dict[str, str], str]] = {
         "mismatch": (_with_host_config(tmp_path, km_sha256="f" * 64), "does not match"),
         "missing": (_with_host_config(tmp_path, km=str(kmdir / "nope")),
                     "no such file or directory"),
+        "empty pin": (_with_host_config(tmp_path, km_sha256=""), "km_sha256"),
     }
     noexec = kmdir / "km-noexec"
     shutil.copy(HOST_KM, noexec)
@@ -287,19 +383,37 @@ def test_km_pin_mismatch_and_bad_km_are_refused(krun: Krun, kbundle: KontainBund
     shutil.copy(HOST_KM, writable)
     writable.chmod(0o777)
     cases["writable"] = (_with_host_config(tmp_path, km=str(writable)), "writable by non-root")
+    open_dir = host_dir / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    (open_dir / "bin").mkdir(mode=0o755)
+    shutil.copy(HOST_KM, open_dir / "bin" / "km")
+    cases["parent writable"] = (_with_host_config(tmp_path, km=str(open_dir / "bin" / "km")),
+                                "writable by non-root")
     link = kmdir / "km-link"
     link.symlink_to("/bin/busybox")
     cases["symlink out"] = (_with_host_config(tmp_path, km=str(link)), "symlink out of")
+    (kmdir / "bin").mkdir(mode=0o755)
+    shutil.copy(HOST_KM, kmdir / "km-up")
+    (kmdir / "bin" / "km").symlink_to("../km-up")
+    cases["symlink to the parent"] = (_with_host_config(tmp_path, km=str(kmdir / "bin" / "km")),
+                                      "symlink out of")
     for name, (env, message) in cases.items():
         proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
         assert proc.returncode == 1 and message in proc.stderr, (name, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, (name, proc.stderr)
         assert _leftovers(krun, cid) == [], name
+    # A link to a versioned KM in KM's own directory is fine.
+    shutil.copy(HOST_KM, kmdir / "km-1.0")
+    (kmdir / "km").symlink_to("km-1.0")
+    env = _with_host_config(tmp_path, km=str(kmdir / "km"))
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
 
 
 def test_km_changed_after_create_refuses_exec(krun: Krun, kbundle: KontainBundle, cid: str,
-                                              tmp_path: Path) -> None:
-    kmdir = tmp_path / "km2"
-    kmdir.mkdir()
+                                              tmp_path: Path, host_dir: Path) -> None:
+    kmdir = host_dir / "km2"
+    kmdir.mkdir(mode=0o755)
     km = kmdir / "km"
     shutil.copy(HOST_KM, km)
     env = _with_host_config(tmp_path, km=str(km))

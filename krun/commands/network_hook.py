@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
 
 def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
-    from krun.network.setup import hook
+    from krun.network.handler import hook
 
     hook(g, o.container_id)
     return 0

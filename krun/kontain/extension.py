@@ -14,8 +14,25 @@ if TYPE_CHECKING:
     from typing import Any
 
 SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "spec", "kontain.schema.json")
-# Digests of (schema, extension) pairs that validated; root-only, like krun's state.
-VALIDATED_DIR = "/run/krun/.krun/kontain-validated"
+# Under each --root: digests of (schema, extension) pairs that validated.
+VALIDATED = "kontain-validated"
+
+
+def validated_dir(root: str) -> str:
+    from krun.runtime.records import RECORDS
+
+    return os.path.join(root, RECORDS, VALIDATED)
+
+
+def _trusted(directory: str) -> bool:
+    """A verdict counts only from a directory nobody else could have written it into."""
+    try:
+        st = os.lstat(directory)
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
 def _from_annotations(annotations: dict[str, str]) -> dict[str, Any]:
@@ -36,7 +53,7 @@ def _from_annotations(annotations: dict[str, str]) -> dict[str, Any]:
     return ext
 
 
-def extension(config: dict[str, Any]) -> dict[str, Any]:
+def extension(config: dict[str, Any], root: str) -> dict[str, Any]:
     """The validated extension; a container triggered otherwise gets version 1 defaults."""
     if "kontain" in config:
         ext, where = config["kontain"], "$.kontain"
@@ -50,12 +67,13 @@ def extension(config: dict[str, Any]) -> dict[str, Any]:
     import hashlib
 
     key = hashlib.sha256(schema_bytes + json.dumps(ext, sort_keys=True).encode()).hexdigest()
-    seen = os.path.join(VALIDATED_DIR, key)
-    if os.path.exists(seen):
+    directory = validated_dir(root)
+    seen = os.path.join(directory, key)
+    if os.path.exists(seen) and _trusted(directory):
         return ext
     _validate(ext, json.loads(schema_bytes), where)
     try:
-        os.makedirs(VALIDATED_DIR, mode=0o700, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         with open(seen, "x"):
             pass
     except OSError:

@@ -3,21 +3,34 @@
 At create: the host's KM is verified (and pinned) and bind-mounted read-only at
 /opt/kontain/bin/km, so an image can neither bring nor replace it; the virtualization
 device is given to the container; process.args becomes [km, KM options, payload, ...]
-with the payload resolved inside the rootfs and checked to be a KM payload. At exec
-the same rewrite applies, except to allow-listed helpers whose sha256 matches.
+with the payload resolved inside the rootfs and checked to be a KM payload. At exec the
+same rewrite applies, resolved in the running container's own view, except for helpers
+the allow-list names whose bytes hash exactly.
+
+Nothing native is ever started by path (see krun.kontain.native): libcrun executes the
+descriptor of the very file krun verified — KM, an engine's host init, or a sealed copy
+of an allow-listed helper. An init stays native only at create, and only when it is a
+host binary the config bind-mounts (docker's docker-init, podman's catatonit); any
+other `init -- payload` runs under KM like everything else.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 
 from krun import log
 from krun.errors import KrunError
 from krun.kontain.extension import extension
-from krun.kontain.km import INIT_BINARIES, KM_IN_CONTAINER, verify_km
-from krun.kontain.payload import check_payload, find_executable, read_in_root, resolve_in_root
+from krun.kontain.km import KM_IN_CONTAINER, open_km
+from krun.kontain.native import (
+    private_ro_fd,
+    require_static_elf,
+    root_owned_chain,
+    sealed_copy,
+    sha256_fd,
+)
+from krun.kontain.payload import check_payload, find_executable, open_in_root
 from krun.kontain.settings import km_path, km_pin
 
 TYPE_CHECKING = False
@@ -25,7 +38,7 @@ if TYPE_CHECKING:
     from types import SimpleNamespace
     from typing import Any
 
-    from krun.runtime.bundle import Bundle
+    from krun.runtime.handlers import CreatePlan, ExecPlan
 
 DEVICES = ("/dev/kvm", "/dev/kkm")
 
@@ -61,49 +74,97 @@ def km_options(ext: dict[str, Any], debug: bool) -> list[str]:
     return opts
 
 
-def _split_init(args: list[str]) -> tuple[list[str], list[str]]:
-    """docker/podman --init: keep the engine's init native and its child under KM.
+def _bind_mount_of(config: dict[str, Any], destination: str) -> dict[str, Any] | None:
+    """The mount that ends up at `destination` (the last one wins), if it is a bind."""
+    found = None
+    for m in config.get("mounts") or []:
+        if isinstance(m, dict) and isinstance(m.get("destination"), str) and \
+                os.path.normpath(m["destination"]) == destination:
+            found = m
+    if found is None:
+        return None
+    options = found.get("options") if isinstance(found.get("options"), list) else []
+    if found.get("type") != "bind" and "bind" not in options and "rbind" not in options:
+        return None
+    return found
 
-    The init is the engine's own host binary (like KM, not the image's); it must reap
-    and forward signals, which needs fork/exec that a minimal KM lacks. The user's
-    program, the payload, still runs only inside the VM.
+
+def host_init(args: list[str], config: dict[str, Any], rootfs: str) -> tuple[int, int] | None:
+    """docker/podman --init (`[init, ..., --, cmd...]`): (fd of the init, index after
+    `--`) when args[0] is a host binary the config bind-mounts there; None otherwise.
+
+    That init is the engine's own (like KM, not the image's); it has to fork and reap,
+    which it does natively, while what it starts is still KM. A bind mount whose source
+    lies in the image's rootfs is the image's file, not the engine's.
     """
-    if args and args[0] in INIT_BINARIES and "--" in args:
-        cut = args.index("--") + 1
-        return args[:cut], args[cut:]
-    return [], args
+    if len(args) < 3 or "--" not in args[1:] or not args[0].startswith("/"):
+        return None
+    mount = _bind_mount_of(config, os.path.normpath(args[0]))
+    source = mount.get("source") if mount else None
+    if not isinstance(source, str) or not source.startswith("/"):
+        return None
+    real = os.path.realpath(source)
+    image = os.path.realpath(rootfs)
+    if real == image or real.startswith(image + "/"):
+        return None
+    st = root_owned_chain(real, "init")
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise KrunError(f"init {source}: permission denied (not an executable file)")
+    fd = private_ro_fd(real, "init", st)
+    try:
+        require_static_elf(fd, "init", source)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, args.index("--", 1) + 1
 
 
 class KontainHandler:
     name = "kontain"
 
     def __init__(self, g: SimpleNamespace) -> None:
+        self.g = g
         self.debug = bool(getattr(g, "debug", False))
 
-    def _wrap(self, process: dict[str, Any], rootfs: str, options: list[str]) -> dict[str, Any]:
-        prefix, args = _split_init(list(process.get("args") or []))
+    @staticmethod
+    def _wrap(process: dict[str, Any], root: str, options: list[str]) -> None:
+        """process.args under KM: [km, options, payload resolved in `root`, args...]."""
+        args = list(process.get("args") or [])
         if not args:
             raise KrunError("Kontain: the process has no payload to run")
         if args[0] == KM_IN_CONTAINER:
-            return process
-        payload = find_executable(rootfs, args[0], process.get("env", []),
+            return  # already KM (executed from the verified descriptor all the same)
+        payload = find_executable(root, args[0], process.get("env", []),
                                   process.get("cwd", "/"))
-        check_payload(rootfs, payload)
-        process["args"] = [*prefix, KM_IN_CONTAINER, *options, payload, *args[1:]]
-        return process
+        check_payload(root, payload)
+        process["args"] = [KM_IN_CONTAINER, *options, payload, *args[1:]]
 
-    def prepare_create(self, bundle: Bundle) -> dict[str, Any]:
+    def prepare_create(self, plan: CreatePlan) -> None:
+        bundle = plan.bundle
         config = bundle.config
-        ext = extension(config)
-        host_km = km_path()
-        digest = verify_km(host_km, km_pin())
+        ext = extension(config, plan.g.root)
+        km = open_km(km_path(), km_pin())
+        plan.exec_fd = km.fd
         devices = _devices(ext.get("device", "auto"))
         options = km_options(ext, self.debug)
-        if "process" in config:
-            self._wrap(config["process"], bundle.rootfs, options)
+        native_init = None
+        process = config.get("process")
+        if isinstance(process, dict):
+            args = list(process.get("args") or [])
+            init = host_init(args, config, bundle.rootfs)
+            if init is None:
+                self._wrap(process, bundle.rootfs, options)
+            else:
+                init_fd, cut = init
+                process["args"] = args[cut:]
+                self._wrap(process, bundle.rootfs, options)
+                process["args"] = [*args[:cut], *process["args"]]
+                native_init = args[0]
+                os.close(km.fd)
+                plan.exec_fd = init_fd
         # Appended last so no other mount of the config can cover it.
         config.setdefault("mounts", []).append({
-            "destination": KM_IN_CONTAINER, "type": "bind", "source": os.path.realpath(host_km),
+            "destination": KM_IN_CONTAINER, "type": "bind", "source": km.real,
             "options": ["rbind", "rprivate", "ro", "nosuid", "nodev"]})
         linux = config.setdefault("linux", {})
         resources = linux.setdefault("resources", {})
@@ -118,46 +179,84 @@ class KontainHandler:
         if self.debug:
             where = ext.get("km", {}).get("log") or "the container's stderr"
             log.debug(f"Kontain: KM runs with --verbose; its log goes to {where}")
-        return {
-            "km_options": options,
-            "exec": ext.get("exec", {"policy": "km"}),
-            "km_sha256": digest,
-            "annotations": {
-                "app.kontain.km.path": host_km,
-                "app.kontain.km.sha256": digest,
+        plan.journal.facts(
+            km_options=options, exec=ext.get("exec", {"policy": "km"}), km_sha256=km.digest,
+            native_init=native_init,
+            annotations={
+                "app.kontain.km.path": km.path,
+                "app.kontain.km.sha256": km.digest,
                 "app.kontain.device": ",".join(p for p, _ in devices),
                 "app.kontain.payload": " ".join(config.get("process", {}).get("args", [])),
-            },
-        }
+            })
 
-    def prepare_exec(self, record: dict[str, Any], process: dict[str, Any],
-                     rootfs: str) -> dict[str, Any]:
-        digest = verify_km(km_path(), km_pin())
-        if record.get("km_sha256") and digest != record["km_sha256"]:
-            raise KrunError(f"KM changed since the container was created "
-                            f"(sha256 {digest}, was {record['km_sha256']}): refused")
-        args = process.get("args") or []
-        policy = record.get("exec", {})
-        if policy.get("policy") == "allow" and args:
-            native = self._allowed(policy.get("allow", []), process, rootfs)
-            if native:
-                return process
-        return self._wrap(process, rootfs, list(record.get("km_options", [])))
+    def prepare_exec(self, plan: ExecPlan) -> None:
+        record, process = plan.record, plan.process
+        if plan.status == "created" and record.get("native_init"):
+            # Its init would start KM by path once released; nothing may run in the
+            # container before that.
+            raise KrunError(f'cannot exec in the created container "{plan.id}": its init '
+                            "has not started KM yet; start it first")
+        km = open_km(km_path(), km_pin())
+        try:
+            if record.get("km_sha256") and km.digest != record["km_sha256"]:
+                raise KrunError(f"KM changed since the container was created "
+                                f"(sha256 {km.digest}, was {record['km_sha256']}): refused")
+            policy = record.get("exec") if isinstance(record.get("exec"), dict) else {}
+            if policy.get("policy") == "allow" and process.get("args"):
+                helper = self._allowed(policy.get("allow") or [], process, plan.view)
+                if helper is not None:
+                    os.close(km.fd)
+                    plan.exec_fd = helper  # args stay as given: argv[0] matters (applets)
+                    return
+            # At exec no init stays native: it would start KM by path in a container
+            # whose files its payloads may have rearranged.
+            options = [o for o in record.get("km_options") or [] if isinstance(o, str)]
+            self._wrap(process, plan.view, options)
+        except BaseException:
+            os.close(km.fd)
+            raise
+        plan.exec_fd = km.fd
 
     @staticmethod
-    def _allowed(allow: list[dict[str, str]], process: dict[str, Any], rootfs: str) -> bool:
-        """An allow-listed helper runs natively only when its content hashes exactly."""
+    def _allowed(allow: list[Any], process: dict[str, Any], view: str) -> int | None:
+        """A sealed copy of the allow-listed helper args[0] names, as the container sees
+        it, when the copy's sha256 is the listed one; None runs it under KM instead."""
         args = process["args"]
         try:
-            path = find_executable(rootfs, args[0], process.get("env", []),
+            path = find_executable(view, args[0], process.get("env", []),
                                    process.get("cwd", "/"))
-            real = resolve_in_root(rootfs, path)
-        except KrunError:
-            return False
-        for entry in allow:
-            if entry["path"] not in (path, real):
-                continue
-            digest = hashlib.sha256(read_in_root(rootfs, real)).hexdigest()
-            if digest == entry["sha256"]:
-                return True  # args stay as given: argv[0] matters (busybox applets)
-        return False
+            target = open_in_root(view, path, os.O_RDONLY | os.O_NONBLOCK)
+        except (KrunError, OSError):
+            return None
+        try:
+            st = os.fstat(target)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            for entry in allow:
+                if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                    continue
+                try:
+                    listed = open_in_root(view, entry["path"], os.O_PATH)
+                except OSError:
+                    continue
+                try:
+                    lst = os.fstat(listed)
+                finally:
+                    os.close(listed)
+                if (lst.st_dev, lst.st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                copy = sealed_copy(target, "allowed helper", path)
+                if sha256_fd(copy) == entry.get("sha256"):
+                    try:
+                        require_static_elf(copy, "allowed helper", path)
+                    except BaseException:
+                        os.close(copy)
+                        raise
+                    return copy
+                os.close(copy)
+            return None
+        finally:
+            os.close(target)
+
+    def undo(self, root: str, container_id: str, step: dict[str, Any]) -> None:
+        return None  # Kontain rewrites the config only: it makes nothing on the host

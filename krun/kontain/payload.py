@@ -1,9 +1,9 @@
 """Finding and checking a payload inside a container's rootfs, from the host.
 
 Every path is opened by the kernel as the container would see it (openat2 with
-RESOLVE_IN_ROOT, in krun's binding): symlinks and `..` resolve inside the rootfs, so a
-link can never lead krun out of it, and a running container cannot race a check by
-swapping a path component for a symlink.
+RESOLVE_IN_ROOT, in krun's binding): symlinks and `..` resolve inside the root, so a
+link can never lead krun out of it. The root is the bundle's rootfs at create, and the
+running container's own view (`/proc/<init>/root`, with its mounts) at exec.
 """
 
 from __future__ import annotations
@@ -64,8 +64,10 @@ def find_executable(rootfs: str, name: str, env: list[str], cwd: str) -> str:
         path = name if name.startswith("/") else os.path.join(cwd or "/", name)
         try:
             os.close(open_in_root(rootfs, path, os.O_PATH))
-        except OSError:
-            raise KrunError(f"payload {name}: no such file or directory") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise KrunError(f"payload {name}: too many levels of symbolic links") from None
+            raise KrunError(f"payload {name}: {os.strerror(e.errno or 0).lower()}") from None
         return path
     search = DEFAULT_PATH
     for entry in env:
@@ -81,23 +83,21 @@ def find_executable(rootfs: str, name: str, env: list[str], cwd: str) -> str:
     raise KrunError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def read_in_root(rootfs: str, path: str) -> bytes:
-    fd = open_in_root(rootfs, path)
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
-
-
 def check_payload(rootfs: str, path: str) -> None:
     """A KM payload: x86-64 little-endian ELF, no interpreter, every PT_LOAD >= 2 MiB."""
     try:
-        fd = open_in_root(rootfs, path)
-    except FileNotFoundError:
-        raise KrunError(f"payload {path}: no such file or directory") from None
-    except PermissionError:
-        raise KrunError(f"payload {path}: permission denied") from None
+        # O_NONBLOCK: a FIFO planted as the payload must not hang the check.
+        fd = open_in_root(rootfs, path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise KrunError(f"payload {path}: too many levels of symbolic links") from None
+        raise KrunError(f"payload {path}: {os.strerror(e.errno or 0).lower()}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise KrunError(f"payload {path}: {what} (permission denied)")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise KrunError(f"payload {path}: not a regular file (permission denied)")
         header = f.read(64)
         if len(header) < 64 or header[:4] != b"\x7fELF":
             raise KrunError(f"payload {path}: not an ELF file (exec format error)")

@@ -19,6 +19,9 @@ from krun.runtime import records
 
 DEFAULT_SUBNET = "10.213.0.0/24"
 ALLOCATIONS = "/run/krun/.krun/network.json"
+# One lock for krun's whole host network state: the allocation file, and krun's NAT
+# chain, which one create may be adding while another's delete removes it.
+LOCK = "/run/krun/.krun/network.lock"
 
 
 class Lease:
@@ -26,22 +29,50 @@ class Lease:
         self.ip, self.prefix, self.gateway = ip, prefix, gateway
 
 
-class _Locked:
-    def __init__(self) -> None:
-        os.makedirs(os.path.dirname(ALLOCATIONS), mode=0o700, exist_ok=True)
-        self.fd = os.open(ALLOCATIONS, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+class HostLock:
+    """Exclusive use of krun's host network state (a context manager)."""
+
+    def __enter__(self) -> HostLock:
+        os.makedirs(os.path.dirname(LOCK), mode=0o700, exist_ok=True)
+        self.fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
-        data = os.pread(self.fd, 1 << 20, 0)
-        # ip -> [root, container id]
-        self.leases: dict[str, list[str]] = json.loads(data).get("leases", {}) if data else {}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+class _Locked:
+    """The allocation file under the host lock. It is replaced (written aside, then
+    renamed), never rewritten in place: a krun killed mid-write loses no lease."""
+
+    def __init__(self) -> None:
+        self.lock = HostLock().__enter__()
+        try:
+            with open(ALLOCATIONS, "rb") as f:
+                data = f.read(1 << 20)
+        except FileNotFoundError:
+            data = b""
+        try:
+            # ip -> [root, container id]
+            leases = json.loads(data).get("leases", {}) if data.strip() else {}
+        except (ValueError, AttributeError):
+            leases = {}  # not krun's writing: start over rather than fail every create
+        self.leases: dict[str, list[str]] = leases if isinstance(leases, dict) else {}
 
     def save(self) -> None:
-        data = json.dumps({"leases": self.leases}).encode()
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, data, 0)
+        tmp = ALLOCATIONS + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            data = json.dumps({"leases": self.leases}).encode()
+            if os.write(fd, data) != len(data):
+                raise OSError(28, os.strerror(28))
+        finally:
+            os.close(fd)
+        os.replace(tmp, ALLOCATIONS)
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.lock.__exit__()
 
 
 def _stale(owner: list[str]) -> bool:

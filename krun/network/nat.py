@@ -30,6 +30,13 @@ def _rule(container_id: str, ip: str, spec: str) -> list[str]:
 def add(container_id: str, ip: str, publish: list[str]) -> None:
     if not publish:
         return
+    from krun.network.ipam import HostLock
+
+    with HostLock():  # the chain is shared: creating it must not race its removal
+        _add(container_id, ip, publish)
+
+
+def _add(container_id: str, ip: str, publish: list[str]) -> None:
     if not _ipt("-L", CHAIN, "-n", check=False):
         _ipt("-N", CHAIN)
     for chain, match in _JUMPS:
@@ -40,6 +47,13 @@ def add(container_id: str, ip: str, publish: list[str]) -> None:
 
 
 def remove(container_id: str, ip: str, publish: list[str]) -> None:
+    from krun.network.ipam import HostLock
+
+    with HostLock():
+        _remove(container_id, ip, publish)
+
+
+def _remove(container_id: str, ip: str, publish: list[str]) -> None:
     for spec in publish:
         while _ipt("-D", CHAIN, *_rule(container_id, ip, spec), check=False):
             pass

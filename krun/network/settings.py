@@ -71,3 +71,11 @@ def network_request(config: dict[str, Any]) -> NetworkRequest | None:
     if mode != "bridge" and (ip or ports):
         raise InvalidConfig(f"{where}: an address or published ports need mode bridge")
     return NetworkRequest(mode, ip, ports)
+
+
+def network_requested(config: dict[str, Any], opts: Any) -> bool:
+    """Whether krun's networking takes part in creating this container."""
+    if getattr(opts, "network", None) or getattr(opts, "ip", None) or \
+            getattr(opts, "publish", None):
+        return True
+    return network_request(config) is not None

@@ -4,19 +4,22 @@ Every entry point validates the id before touching the disk, checks the containe
 state in Python (so errors read like runc's), then performs exactly one libcrun
 operation. `krun.runtime.libcrun` is imported only here, inside the operations that
 need it, so `state` and `list` never load the binding.
+
+Create goes through one seam (krun.runtime.handlers) for everything that rewrites a
+config, and one undo path: each thing made is journaled first (krun.runtime.records),
+and a failed create, `delete` and `delete --force` all undo exactly the journal.
 """
 
 from __future__ import annotations
 
 import os
 
-from krun import __version__
+from krun import __version__, log
 from krun import fastjson as json
-from krun.errors import ContainerNotFound, KrunError
-from krun.network.settings import network_request
+from krun.errors import ContainerNotFound, KrunError, LibcrunError, strerror
 from krun.runtime import records
-from krun.runtime.bundle import Bundle, check_process, load_bundle
-from krun.runtime.handlers import handler_by_name, handler_for_bundle
+from krun.runtime.bundle import check_process, load_bundle
+from krun.runtime.handlers import CreatePlan, ExecPlan, handler_by_name, handlers_for_create
 from krun.runtime.ids import validate_id
 from krun.runtime.status import Status, is_alive, read_status
 
@@ -56,64 +59,99 @@ def load(g: SimpleNamespace, container_id: str) -> Status:
     return read_status(g.root, validate_id(container_id))
 
 
-def _prepare(g: SimpleNamespace, bundle: Bundle, container_id: str, opts: CreateOptions,
-             record: dict[str, Any]) -> None:
-    """Let a handler and networking rewrite the config, noting in `record` (krun's own
-    record of the container) what they did, so a failure can undo it."""
-    record.update(runtime="krun", version=__version__, bundle=bundle.path)
-    handler = handler_for_bundle(g, bundle)
-    if handler is not None:
-        record["handler"] = handler.name
-        record.update(handler.prepare_create(bundle))
-    if opts.network or opts.ip or opts.publish:
-        from krun.network.setup import apply_flags
-
-        apply_flags(bundle, opts.network, opts.ip, opts.publish)
-    request = network_request(bundle.config)
-    if request is not None:
-        from krun.network import setup  # pyroute2 and iptables live behind this
-
-        setup.prepare(g, bundle, container_id, request, record)
-
-
-def _teardown_network(root: str, container_id: str, record: dict[str, Any] | None) -> None:
-    if record and record.get("network"):
-        from krun.network import setup
-
-        setup.teardown(root, container_id, record)
-
-
-def _cleanup_failed_create(g: SimpleNamespace, container_id: str, state_dir: str,
-                           record: dict[str, Any]) -> None:
-    """A failed create leaves nothing: no state dir, cgroup, mount, address or rule."""
-    _teardown_network(g.root, container_id, record)
-    if not os.path.lexists(state_dir):
-        return
-    import shutil
-
-    from krun.runtime import libcrun
-
+def ensure_root(root: str) -> None:
+    """The state root, created root-only if missing; anything else there is an error."""
     try:
-        libcrun.delete(_context(g, container_id), container_id, True)
-    except KrunError:
-        pass
-    shutil.rmtree(state_dir, ignore_errors=True)
+        os.makedirs(root, mode=0o700, exist_ok=True)
+    except FileExistsError:
+        raise KrunError(f"--root {root}: not a directory") from None
+    except OSError as e:
+        raise KrunError(f"--root {root}: {strerror(e.errno or 0)}") from None
+    if not os.path.isdir(root):
+        raise KrunError(f"--root {root}: not a directory")
+
+
+LIBCRUN_STATE = "libcrun"  # the journal owner of libcrun's part: state dir, cgroup, init
+
+
+def _undo_libcrun_state(g: SimpleNamespace, container_id: str, step: dict[str, Any],
+                        force: bool = True) -> list[str]:
+    """Remove libcrun's part of a container: through libcrun while its status file
+    exists, then by hand whatever a crash kept libcrun from recording (processes by
+    cgroup, the cgroup in every hierarchy, the state dir)."""
+    from krun.runtime import cleanup
+
+    state_dir = os.path.join(g.root, container_id)
+    cgroups = [step.get("cgroup"), cleanup.status_cgroup(state_dir)]
+    if os.path.isfile(os.path.join(state_dir, "status")):
+        from krun.runtime import libcrun
+
+        try:
+            libcrun.delete(_context(g, container_id), container_id, force)
+        except KrunError:
+            if not force:
+                raise
+    elif os.path.lexists(state_dir) and not step.get("cgroup"):
+        cgroups.append(cleanup.state_dir_cgroup(state_dir, container_id))
+    left: list[str] = []
+    for path in dict.fromkeys(c for c in cgroups if c):
+        left += cleanup.remove_cgroup(path)
+    if step.get("host_rootfs"):
+        premounted = step.get("premounted")
+        left += cleanup.unmount_new(step["host_rootfs"],
+                                    premounted if isinstance(premounted, list) else [])
+    cleanup.remove_state_dir(state_dir)
+    if os.path.lexists(state_dir):
+        left.append(f"state dir {state_dir}")
+    return left
+
+
+def _undo(g: SimpleNamespace, container_id: str, steps: list[dict[str, Any]],
+          force: bool = True) -> list[str]:
+    """Undo journaled steps, last made first. Returns what could not be removed."""
+    left: list[str] = []
+    for step in reversed(steps):
+        by = step.get("by")
+        try:
+            if by == LIBCRUN_STATE:
+                left += _undo_libcrun_state(g, container_id, step, force)
+                continue
+            handler = handler_by_name(g, by)
+            if handler is not None:
+                handler.undo(g.root, container_id, step)
+        except KrunError as e:
+            if by == LIBCRUN_STATE and not force:
+                raise
+            left.append(e.msg)
+        except OSError as e:
+            left.append(f"{step.get('step')}: {strerror(e.errno or 0)}")
+        except Exception as e:  # a netlink or iptables failure must not stop the rest
+            left.append(f"{step.get('step')}: {e}")
+    return left
 
 
 def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
-    """create (the container waits for `start`) or, with opts.run, run. Returns an exit code."""
+    """create (the container waits for `start`) or, with opts.run, run. Returns an exit code.
+
+    Everything it makes is journaled first (krun.runtime.records); if it fails, or a
+    foreground run ends, it undoes exactly that journal and nothing else: a duplicate
+    create touches nothing of the container that holds the id.
+    """
     validate_id(container_id)
-    os.makedirs(g.root, mode=0o700, exist_ok=True)
+    ensure_root(g.root)
     bundle = load_bundle(opts.bundle)
     pid_file, console_socket = _abs(opts.pid_file), _abs(opts.console_socket)
-    claim = records.Claim(g.root, container_id)
-    created = False
-    record: dict[str, Any] = {}
+    journal = records.Journal.claim(g.root, container_id)
+    keep = False
+    plan: CreatePlan | None = None
     try:
-        if os.path.lexists(claim.state_dir):
-            raise KrunError(f'container "{container_id}" already exists')
-        _prepare(g, bundle, container_id, opts, record)
-        claim.write(record)
+        journal.facts(runtime="krun", version=__version__, bundle=bundle.path)
+        handlers = handlers_for_create(g, bundle, opts)
+        plan = CreatePlan(g, bundle, container_id, journal, opts)
+        if handlers:
+            journal.facts(handlers=[h.name for h in handlers])
+        for handler in handlers:
+            handler.prepare_create(plan)
 
         from krun.runtime import libcrun
 
@@ -126,24 +164,51 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
         ctx.set(bundle=bundle.path, pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, no_pivot=opts.no_pivot,
                 no_new_keyring=opts.no_new_keyring, detach=opts.detach)
+        if plan.exec_fd is not None:
+            from krun.kontain.native import above
+
+            plan.exec_fd = above(plan.exec_fd, 3 + preserve_fds)
+            ctx.set(exec_fd=plan.exec_fd)
         # libcrun resolves the rootfs and relative paths against the cwd.
         os.chdir(bundle.path)
         if bundle.modified:
             container = libcrun.Container.from_json(bundle.config_json())
         else:
             container = libcrun.Container.from_file(bundle.config_path)
-        if not opts.run:
+        from krun.runtime import cleanup
+
+        state: dict[str, Any] = {"cgroup": None if g.systemd_cgroup
+                                 else cleanup.predicted_cgroup(bundle.config, container_id)}
+        if cleanup.shares_host_mounts(bundle.config):
+            rootfs = os.path.realpath(bundle.rootfs)
+            state.update(host_rootfs=rootfs,
+                         premounted=[i for i, _ in cleanup.mounts_below(rootfs)])
+        step = journal.step("state", LIBCRUN_STATE, **state)
+        try:
+            if opts.run and not opts.detach:
+                # libcrun deletes a foreground run's container when it returns; the
+                # finally below undoes the rest.
+                return libcrun.run(ctx, container)
             libcrun.create(ctx, container)
-            created = True
-            return 0
-        status = libcrun.run(ctx, container)
-        # A foreground run has been deleted by libcrun once it returns.
-        created = opts.detach
-        return status
+        except LibcrunError as e:
+            if "already exists" in e.message:
+                journal.cancel(step)  # another runtime's state dir: not ours to remove
+            raise
+        if opts.run:
+            # `run -d` is create + start in this process, not libcrun's detached run:
+            # that forks a child which goes on creating the container after a SIGKILL
+            # of krun, unseen by the create lock, so delete --force could not wait for it.
+            _start(g, read_status(g.root, container_id), ctx)
+        keep = True
+        return 0
     finally:
-        if not created:
-            _cleanup_failed_create(g, container_id, claim.state_dir, record)
-        claim.release(keep=created)
+        left: list[str] = []
+        if not keep:
+            left = _undo(g, container_id, journal.read()["steps"])
+            for what in left:
+                log.warning(f"could not remove {what}")
+        # What could not be removed stays journaled, for delete --force to finish.
+        journal.release(keep=keep or bool(left))
 
 
 def start(g: SimpleNamespace, container_id: str) -> None:
@@ -151,6 +216,10 @@ def start(g: SimpleNamespace, container_id: str) -> None:
     if st.status != "created":
         raise KrunError(f'cannot start container "{container_id}" in state "{st.status}": '
                         "only a created container can be started")
+    _start(g, st, None)
+
+
+def _start(g: SimpleNamespace, st: Status, ctx: Any) -> None:
     if not os.environ.get("NOTIFY_SOCKET") and not container_config(st).get(
             "hooks", {}).get("poststart"):
         _release_exec_fifo(st)
@@ -158,7 +227,7 @@ def start(g: SimpleNamespace, container_id: str) -> None:
     # sd_notify relaying and poststart hooks: libcrun's start does those.
     from krun.runtime import libcrun
 
-    libcrun.start(_context(g, container_id), container_id)
+    libcrun.start(ctx or _context(g, st.id), st.id)
 
 
 def _release_exec_fifo(st: Status) -> None:
@@ -181,24 +250,39 @@ def _release_exec_fifo(st: Status) -> None:
 
 
 def delete(g: SimpleNamespace, container_id: str, force: bool) -> None:
+    """Remove a container: exactly what its journal says create made. With --force,
+    also whatever a crash left of it (a state dir without a status file, cgroups,
+    processes); an id nothing is known of is not an error then (docker relies on that)."""
     validate_id(container_id)
+    records.wait_for_create(g.root, container_id)
+    record = records.read_record(g.root, container_id)
+    state_dir = os.path.join(g.root, container_id)
     try:
-        st = read_status(g.root, container_id)
+        st: Status | None = read_status(g.root, container_id)
     except ContainerNotFound:
-        _teardown_network(g.root, container_id, records.read_record(g.root, container_id))
-        records.remove_record(g.root, container_id)
-        if force:
-            return
-        raise
-    if st.status != "stopped" and not force:
+        st = None
+    except KrunError:
+        if not force:
+            raise
+        st = None  # a corrupt status file: --force removes it with the rest
+    if st is None and not force:
+        raise ContainerNotFound(container_id)
+    if st is not None and st.status != "stopped" and not force:
         # The spec: deleting a container that is not stopped MUST fail (crun and runc
         # remove a `created` one). Engines delete created containers with --force.
         raise KrunError(f'cannot delete container "{container_id}" that is not stopped: '
                         f"{st.status} (use --force)")
-    from krun.runtime import libcrun
-
-    libcrun.delete(_context(g, container_id), container_id, force)
-    _teardown_network(g.root, container_id, st.extra)
+    if record is None and not os.path.lexists(state_dir):
+        return
+    steps = list(record["steps"]) if record else []
+    if not any(s.get("by") == LIBCRUN_STATE for s in steps):
+        # A state dir krun's journal does not know (a crash before the step was
+        # written, or a bare dir): crun removes it too.
+        steps.append({"step": "state", "by": LIBCRUN_STATE})
+    left = _undo(g, container_id, steps, force=force)
+    if left:
+        raise KrunError(f'container "{container_id}": could not remove '
+                        + "; ".join(left))
     records.remove_record(g.root, container_id)
 
 
@@ -291,12 +375,22 @@ def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
         raise KrunError(f'cannot exec in a {st.status} container "{container_id}"')
     process = opts.process
     check_process(process, "process")
-    handler = handler_by_name(g, st.extra.get("handler"))
-    if handler is not None:
-        process = handler.prepare_exec(st.extra, process, st.rootfs)
+    names = st.extra.get("handlers") or []
+    plan = ExecPlan(g, st, process, f"/proc/{st.pid}/root")
+    for name in names if isinstance(names, list) else []:
+        handler = handler_by_name(g, name)
+        if handler is not None:
+            handler.prepare_exec(plan)
+    if plan.exec_fd is not None and not is_alive(st.pid, st.start_time):
+        # The view was the init's: a pid reused since then would be another process's.
+        raise KrunError(f'container "{container_id}" is not running')
     from krun.runtime import libcrun
 
     ctx = _context(g, container_id)
     ctx.set(pid_file=_abs(opts.pid_file), console_socket=_abs(opts.console_socket),
             preserve_fds=opts.preserve_fds, detach=opts.detach)
+    if plan.exec_fd is not None:
+        from krun.kontain.native import above
+
+        ctx.set(exec_fd=above(plan.exec_fd, 3 + opts.preserve_fds))
     return libcrun.exec_process(ctx, container_id, json.dumps(process))

@@ -111,7 +111,8 @@ def create(c: Context, container: Container) -> None:
 
 
 def run(c: Context, container: Container) -> int:
-    """Foreground: the container's exit status; detached: 0."""
+    """A foreground run: the container's exit status. (krun's `run -d` is create + start:
+    libcrun's detached run forks a child that outlives a killed krun.)"""
     err = new_error()
     ret = lib.libcrun_container_run(c.ctx, container.handle, 0, err)
     if err[0] != ffi.NULL or ret < 0:
