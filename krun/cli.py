@@ -306,7 +306,8 @@ def dispatch(g: SimpleNamespace, cmd: Cmd, opts: SimpleNamespace) -> int:
             module = __import__(f"krun.commands.{cmd.module_name}", fromlist=["main"])
             code = int(module.main(g, cmd.name, opts) or 0)
     except KrunError as e:
-        log.error(e.msg)
+        if e.msg:
+            log.error(e.msg)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

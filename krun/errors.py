@@ -20,6 +20,13 @@ class KrunError(Exception):
         self.msg = msg
 
 
+class AlreadyReported(KrunError):
+    """A failure whose one line a libcrun child process has printed already."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+
 class UsageError(KrunError):
     exit_code = 2
 

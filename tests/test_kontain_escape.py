@@ -64,8 +64,9 @@ def _no_native(*outputs: str) -> None:
 def test_renamed_km_directory_does_not_redirect_exec(krun: Krun, image: Callable[..., Path],
                                                      cid: str) -> None:
     """The container moves /opt/kontain (with KM's bind mount inside) aside and plants
-    its own km at the old path. Every exec still runs the host's KM: libcrun executes
-    the descriptor krun verified, never the path."""
+    its own km at the old path. libcrun runs KM only from the file krun verified (the
+    host KM's inode, on a read-only mount): the planted one is refused, and once put
+    back, KM runs again."""
     krun("run", "-d", "--bundle", str(image(_allow("/bin/busybox"))), cid)
     plant = ("mv /opt/kontain /opt/moved && mkdir -p /opt/kontain/bin && "
              f"printf '{EVIL}' > /opt/kontain/bin/km && chmod 755 /opt/kontain/bin/km && "
@@ -74,7 +75,21 @@ def test_renamed_km_directory_does_not_redirect_exec(krun: Krun, image: Callable
     for args in (["/hello.km"], ["/opt/kontain/bin/km", "/hello.km"]):
         proc = krun("exec", cid, *args, check=False)
         _no_native(proc.stdout, proc.stderr)
-        assert proc.stdout == "Hello from Kontain!\n", proc.stderr
+        assert proc.returncode != 0 and "not the host file krun verified" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    krun("exec", cid, "/bin/busybox", "sh", "-c", "rm -r /opt/kontain && mv /opt/moved "
+         "/opt/kontain")
+    assert krun("exec", cid, "/hello.km").stdout == "Hello from Kontain!\n"
+    krun("delete", "--force", cid)
+
+
+def test_km_sees_its_own_path(krun: Krun, image: Callable[..., Path], cid: str) -> None:
+    """KM runs from its bind mount in the container, so /proc/self/exe is a path it can
+    re-execute (Kontain's KM does, for a payload's execve), at create and at exec."""
+    krun("run", "-d", "--bundle", str(image(_allow("/bin/busybox"))), cid)
+    show = "readlink /proc/1/exe; ls -l /proc/*/exe 2>/dev/null | grep -c kontain/bin/km"
+    out = krun("exec", cid, "/bin/busybox", "sh", "-c", show).stdout.split()
+    assert out[0] == "/opt/kontain/bin/km"
     krun("delete", "--force", cid)
 
 

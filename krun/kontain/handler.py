@@ -7,11 +7,12 @@ with the payload resolved inside the rootfs and checked to be a KM payload. At e
 same rewrite applies, resolved in the running container's own view, except for helpers
 the allow-list names whose bytes hash exactly.
 
-Nothing native is ever started by path (see krun.kontain.native): libcrun executes the
-descriptor of the very file krun verified — KM, an engine's host init, or a sealed copy
-of an allow-listed helper. An init stays native only at create, and only when it is a
-host binary the config bind-mounts (docker's docker-init, podman's catatonit); any
-other `init -- payload` runs under KM like everything else.
+Nothing native is started by a path the container could have changed (see
+krun.kontain.native): libcrun executes the very file krun verified — KM from its
+read-only bind mount, only if it is the inode krun hashed; an engine's host init or a
+sealed copy of an allow-listed helper from a descriptor. An init stays native only at
+create, and only when it is a host binary the config bind-mounts (docker's docker-init,
+podman's catatonit); any other `init -- payload` runs under KM like everything else.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class KontainHandler:
         config = bundle.config
         ext = extension(config, plan.g.root)
         km = open_km(km_path(), km_pin())
-        plan.exec_fd = km.fd
+        plan.exec_pin = (km.dev, km.ino)
         devices = _devices(ext.get("device", "auto"))
         options = km_options(ext, self.debug)
         native_init = None
@@ -160,7 +161,7 @@ class KontainHandler:
                 self._wrap(process, bundle.rootfs, options)
                 process["args"] = [*args[:cut], *process["args"]]
                 native_init = args[0]
-                os.close(km.fd)
+                plan.exec_pin = None  # the init starts KM, by path
                 plan.exec_fd = init_fd
         # Appended last so no other mount of the config can cover it.
         config.setdefault("mounts", []).append({
@@ -181,7 +182,7 @@ class KontainHandler:
             log.debug(f"Kontain: KM runs with --verbose; its log goes to {where}")
         plan.journal.facts(
             km_options=options, exec=ext.get("exec", {"policy": "km"}), km_sha256=km.digest,
-            native_init=native_init,
+            km_file=[km.dev, km.ino], native_init=native_init,
             annotations={
                 "app.kontain.km.path": km.path,
                 "app.kontain.km.sha256": km.digest,
@@ -197,25 +198,30 @@ class KontainHandler:
             raise KrunError(f'cannot exec in the created container "{plan.id}": its init '
                             "has not started KM yet; start it first")
         km = open_km(km_path(), km_pin())
-        try:
-            if record.get("km_sha256") and km.digest != record["km_sha256"]:
-                raise KrunError(f"KM changed since the container was created "
-                                f"(sha256 {km.digest}, was {record['km_sha256']}): refused")
-            policy = record.get("exec") if isinstance(record.get("exec"), dict) else {}
-            if policy.get("policy") == "allow" and process.get("args"):
-                helper = self._allowed(policy.get("allow") or [], process, plan.view)
-                if helper is not None:
-                    os.close(km.fd)
-                    plan.exec_fd = helper  # args stay as given: argv[0] matters (applets)
-                    return
-            # At exec no init stays native: it would start KM by path in a container
-            # whose files its payloads may have rearranged.
-            options = [o for o in record.get("km_options") or [] if isinstance(o, str)]
-            self._wrap(process, plan.view, options)
-        except BaseException:
-            os.close(km.fd)
-            raise
-        plan.exec_fd = km.fd
+        if record.get("km_sha256") and km.digest != record["km_sha256"]:
+            raise KrunError(f"KM changed since the container was created "
+                            f"(sha256 {km.digest}, was {record['km_sha256']}): refused")
+        pinned = record.get("km_file")
+        if not (isinstance(pinned, list) and len(pinned) == 2 and
+                all(isinstance(n, int) for n in pinned)):
+            pinned = [km.dev, km.ino]
+        elif pinned != [km.dev, km.ino]:
+            # Same bytes in a new file: the container's bind mount still holds the old
+            # one, deleted on the host, which KM cannot find again through
+            # /proc/self/exe to re-execute itself.
+            raise KrunError(f"KM {km.path} was replaced since the container was created; "
+                            "the container still has the old file: recreate the container")
+        policy = record.get("exec") if isinstance(record.get("exec"), dict) else {}
+        if policy.get("policy") == "allow" and process.get("args"):
+            helper = self._allowed(policy.get("allow") or [], process, plan.view)
+            if helper is not None:
+                plan.exec_fd = helper  # args stay as given: argv[0] matters (applets)
+                return
+        # At exec no init stays native: it would start KM by path in a container
+        # whose files its payloads may have rearranged.
+        options = [o for o in record.get("km_options") or [] if isinstance(o, str)]
+        self._wrap(process, plan.view, options)
+        plan.exec_pin = (pinned[0], pinned[1])
 
     @staticmethod
     def _allowed(allow: list[Any], process: dict[str, Any], view: str) -> int | None:

@@ -1,4 +1,9 @@
-"""The host's KM: checked, pinned, and opened once for every process that runs it."""
+"""The host's KM: checked and pinned, by content and by file identity.
+
+libcrun runs KM from its read-only bind mount in the container, and only when that
+open file is the one krun hashed here (the same device and inode; libcrun patch 0004),
+so KM's /proc/self/exe is a container path it can re-execute for a payload's execve.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,17 @@ import os
 import stat
 
 from krun.errors import KrunError
-from krun.kontain.native import private_ro_fd, root_owned_chain, sha256_fd
+from krun.kontain.native import root_owned_chain, sha256_fd
 
 KM_IN_CONTAINER = "/opt/kontain/bin/km"
 
 
 class HostKM:
-    """The KM a container gets: its host path, its digest, and `fd`, an executable
-    descriptor on a read-only view of exactly the file that was hashed."""
+    """The KM a container gets: its host path, its digest, and the (device, inode) of
+    exactly the file that was hashed."""
 
-    def __init__(self, path: str, real: str, digest: str, fd: int) -> None:
-        self.path, self.real, self.digest, self.fd = path, real, digest, fd
+    def __init__(self, path: str, real: str, digest: str, dev: int, ino: int) -> None:
+        self.path, self.real, self.digest, self.dev, self.ino = path, real, digest, dev, ino
 
 
 def _resolve(path: str) -> str:
@@ -40,18 +45,23 @@ def _resolve(path: str) -> str:
 def open_km(path: str, pin: str | None) -> HostKM:
     """Refuse a KM that is missing, not an executable file, a symlink out of its
     directory, or replaceable by anyone but root (the file or any directory above it),
-    or whose sha256 differs from the pin; the digest is taken through the descriptor
-    that will be executed, so what runs is what was hashed."""
+    or whose sha256 differs from the pin. The digest is taken through a descriptor
+    of the very inode that libcrun will accept."""
     real = _resolve(path)
     st = root_owned_chain(real, "KM")
     if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
         raise KrunError(f"KM {path}: permission denied (not an executable file)")
-    fd = private_ro_fd(real, "KM", st)
     try:
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        raise KrunError(f"KM {path}: {os.strerror(e.errno or 0).lower()}") from None
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            raise KrunError(f"KM {path}: replaced while it was checked: refused")
         digest = sha256_fd(fd)
-        if pin and pin.lower() != digest:
-            raise KrunError(f"KM {path}: sha256 {digest} does not match the pinned {pin}")
-    except BaseException:
+    finally:
         os.close(fd)
-        raise
-    return HostKM(path, real, digest, fd)
+    if pin and pin.lower() != digest:
+        raise KrunError(f"KM {path}: sha256 {digest} does not match the pinned {pin}")
+    return HostKM(path, real, digest, st.st_dev, st.st_ino)

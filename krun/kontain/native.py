@@ -1,15 +1,15 @@
 """What may run natively in a Kontain container, and how it is made to be exactly that.
 
 Three things ever run outside the VM: KM itself, an engine's host init (docker-init,
-catatonit) and, at exec, a helper the container's allow-list names by sha256. For each,
-krun opens one file, verifies THAT open file, and hands the descriptor to libcrun, which
-executes it with fexecve (krun's libcrun patch 0004) instead of resolving a path in the
-container again. So nothing the container does to its paths between the check and the
-exec matters:
+catatonit) and, at exec, a helper the container's allow-list names by sha256. Each is
+exactly the file krun verified (libcrun patch 0004), so nothing the container does to
+its paths between the check and the exec matters:
 
-- host files (KM, the init) are opened through a private read-only clone of their mount
-  (open_tree), so a process executed from them cannot reopen its own binary for writing
-  through /proc (CVE-2019-5736) even though the host file system is writable;
+- KM runs from its read-only bind mount in the container, only when the file libcrun
+  opens there is the inode krun hashed (krun.kontain.km);
+- a host init is opened through a private read-only clone of its mount (open_tree) and
+  run from that descriptor, so it cannot reopen its own binary for writing through
+  /proc (CVE-2019-5736) even though the host file system is writable;
 - an image file (an allow-listed helper) may change after it was read, so its bytes are
   copied into a sealed memfd first, and the copy is what is hashed and what runs.
 

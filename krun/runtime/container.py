@@ -164,11 +164,7 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
         ctx.set(bundle=bundle.path, pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, no_pivot=opts.no_pivot,
                 no_new_keyring=opts.no_new_keyring, detach=opts.detach)
-        if plan.exec_fd is not None:
-            from krun.kontain.native import above
-
-            plan.exec_fd = above(plan.exec_fd, 3 + preserve_fds)
-            ctx.set(exec_fd=plan.exec_fd)
+        _exec_what(ctx, plan, preserve_fds)
         # libcrun resolves the rootfs and relative paths against the cwd.
         os.chdir(bundle.path)
         if bundle.modified:
@@ -381,7 +377,7 @@ def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
         handler = handler_by_name(g, name)
         if handler is not None:
             handler.prepare_exec(plan)
-    if plan.exec_fd is not None and not is_alive(st.pid, st.start_time):
+    if names and not is_alive(st.pid, st.start_time):
         # The view was the init's: a pid reused since then would be another process's.
         raise KrunError(f'container "{container_id}" is not running')
     from krun.runtime import libcrun
@@ -389,8 +385,17 @@ def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
     ctx = _context(g, container_id)
     ctx.set(pid_file=_abs(opts.pid_file), console_socket=_abs(opts.console_socket),
             preserve_fds=opts.preserve_fds, detach=opts.detach)
+    _exec_what(ctx, plan, opts.preserve_fds)
+    return libcrun.exec_process(ctx, container_id, json.dumps(process))
+
+
+def _exec_what(ctx: Any, plan: CreatePlan | ExecPlan, preserve_fds: int) -> None:
+    """Tell libcrun what a handler verified for it to execute (patch 0004)."""
     if plan.exec_fd is not None:
         from krun.kontain.native import above
 
-        ctx.set(exec_fd=above(plan.exec_fd, 3 + opts.preserve_fds))
-    return libcrun.exec_process(ctx, container_id, json.dumps(process))
+        # Past the fds libcrun hands the process, so the process never gets it.
+        plan.exec_fd = above(plan.exec_fd, 3 + preserve_fds)
+        ctx.set(exec_fd=plan.exec_fd)
+    elif plan.exec_pin is not None:
+        ctx.set(exec_pin_dev=plan.exec_pin[0], exec_pin_ino=plan.exec_pin[1])

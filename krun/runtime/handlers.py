@@ -28,26 +28,30 @@ else:
 
 class CreatePlan:
     """What a create hands its handlers: the bundle whose config they may rewrite, the
-    journal to write down what they make, the create flags, and `exec_fd`: a file a
-    handler verified, which libcrun then executes instead of resolving args[0]."""
+    journal to write down what they make, the create flags, and what libcrun must
+    execute (libcrun patch 0004): `exec_fd`, a file a handler verified, run instead of
+    resolving args[0]; or `exec_pin`, the (device, inode) args[0] must resolve to, on a
+    read-only mount."""
 
     def __init__(self, g: SimpleNamespace, bundle: Bundle, container_id: str,
                  journal: Journal, opts: Any) -> None:
         self.g, self.bundle, self.id, self.journal, self.opts = (g, bundle, container_id,
                                                                  journal, opts)
         self.exec_fd: int | None = None
+        self.exec_pin: tuple[int, int] | None = None
 
 
 class ExecPlan:
     """What an exec hands its handlers: the container's id, status and record, the
     process (rewritable), the root of the container's own view of its filesystem
-    (`/proc/<init>/root`, with its mounts), and `exec_fd`."""
+    (`/proc/<init>/root`, with its mounts), and `exec_fd` or `exec_pin` (CreatePlan)."""
 
     def __init__(self, g: SimpleNamespace, st: Status, process: dict[str, Any],
                  view: str) -> None:
         self.g, self.id, self.status, self.record = g, st.id, st.status, st.extra
         self.process, self.view = process, view
         self.exec_fd: int | None = None
+        self.exec_pin: tuple[int, int] | None = None
 
 
 class Handler(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from krun.errors import KrunError, LibcrunError
+from krun.errors import AlreadyReported, KrunError, LibcrunError
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
@@ -69,9 +69,11 @@ def new_error() -> Any:
     return ffi.new("libcrun_error_t *")
 
 
-def check(ret: int, err: Any, what: str = "") -> int:
+def check(ret: int, err: Any, what: str = "", child_reports: bool = False) -> int:
     """Raise LibcrunError for a failed call. Some failures reported by a forked child
-    come back as a non-zero return with no error object: those are failures too."""
+    come back as a non-zero return with no error object: those are failures too. Where
+    that child has printed its error already (exec's process, a run's hooks),
+    `child_reports` keeps krun from adding a second, vaguer line."""
     if ret >= 0 and err[0] == ffi.NULL:
         return ret
     if err[0] != ffi.NULL:
@@ -79,6 +81,8 @@ def check(ret: int, err: Any, what: str = "") -> int:
         msg = ffi.string(err[0].msg).decode(errors="replace") if err[0].msg != ffi.NULL else ""
         lib.libcrun_error_release(err)
         raise LibcrunError(status, msg)
+    if child_reports:
+        raise AlreadyReported()
     raise LibcrunError(0, f"{what or 'libcrun'} failed")
 
 
@@ -116,7 +120,7 @@ def run(c: Context, container: Container) -> int:
     err = new_error()
     ret = lib.libcrun_container_run(c.ctx, container.handle, 0, err)
     if err[0] != ffi.NULL or ret < 0:
-        check(-1, err, "run")
+        check(-1, err, "run", child_reports=True)
     return ret
 
 
@@ -176,5 +180,5 @@ def exec_process(c: Context, container_id: str, process_json: str) -> int:
     err = new_error()
     ret = lib.krun_exec_json(c.ctx, container_id.encode(), process_json.encode(), err)
     if err[0] != ffi.NULL or ret < 0:
-        check(-1, err, "exec")
+        check(-1, err, "exec", child_reports=True)
     return ret
