@@ -1055,7 +1055,7 @@ class Harness:
         def fault_active() -> bool:
             # ENOSPC: every step runs on the full disk
             return plan.fault == "enospc" or killed_krun or \
-                (killer is not None and killer.fired_at is not None)
+                (killer is not None and (killer.firing or killer.fired_at is not None))
 
         try:
             for i, name in enumerate(steps):
@@ -1222,6 +1222,9 @@ class InitKiller(threading.Thread):
         self.cancel = threading.Event()
         self.current = ""
         self.fired_at: float | None = None
+        # Set before the signal goes out: a step that failed because the init died must
+        # see the fault as active even if this thread has not recorded fired_at yet.
+        self.firing = False
         self.result = ""
 
     def run(self) -> None:
@@ -1231,6 +1234,7 @@ class InitKiller(threading.Thread):
             return
         pid = self.h.pid_of(self.plan, self.bundle)
         during = self.current
+        self.firing = pid is not None
         if pid and kill_ours(pid, self.plan.cid, self.bundle):
             self.fired_at = time.monotonic() - t0
             self.result = f"hit init {pid} at {self.fired_at * 1000:.0f}ms during {during}"
