@@ -16,10 +16,16 @@
 #include <asm-generic/errno.h>
 #include <asm/ioctls.h>
 #include <asm/prctl.h>
+#include <asm/sigcontext.h>
+#include <asm/siginfo.h>
+#include <asm/signal.h>
 #include <asm/stat.h>
+#include <asm/ucontext.h>
 #include <asm/unistd.h>
 #include <linux/fcntl.h>
 #include <linux/mman.h>
+#include <linux/signal.h>
+#include <linux/time.h>
 #include <linux/time_types.h>
 #include <linux/utsname.h>
 
@@ -87,7 +93,42 @@ static inline long rt_mmap(void *addr, size_t len, int prot, int flags, int fd, 
     return km_syscall(__NR_mmap, (uint64_t)addr, len, (uint64_t)prot, (uint64_t)flags,
                       (uint64_t)fd, (uint64_t)off);
 }
+static inline long rt_getppid(void) { return HC0(__NR_getppid); }
+static inline long rt_kill(int pid, int sig) { return HC2(__NR_kill, pid, sig); }
+static inline long rt_pipe(int fds[2]) { return HC1(__NR_pipe, fds); }
+static inline long rt_execve(const char *path, char *const argv[], char *const envp[])
+{
+    return HC3(__NR_execve, path, argv, envp);
+}
+static inline long rt_sigprocmask(int how, const uint64_t *set, uint64_t *old)
+{
+    return km_syscall(__NR_rt_sigprocmask, (uint64_t)how, (uint64_t)set, (uint64_t)old, 8, 0, 0);
+}
+static inline long rt_setitimer(int which, const struct __kernel_old_itimerval *nv,
+                                struct __kernel_old_itimerval *old)
+{
+    return HC3(__NR_setitimer, which, nv, old);
+}
 __attribute__((noreturn)) void rt_exit(int code);
+
+/*
+ * Signals. The kernel's struct sigaction; rt_signal() installs a handler
+ * with rt's restorer (rt_restore, start.S), which x86-64 requires.
+ */
+struct rt_sigaction {
+    void *handler;
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+#define RT_SIGBIT(sig) (1ULL << ((sig) - 1))
+void rt_restore(void);
+static inline long rt_sigaction(int sig, const struct rt_sigaction *act, struct rt_sigaction *old)
+{
+    return km_syscall(__NR_rt_sigaction, (uint64_t)sig, (uint64_t)act, (uint64_t)old, 8, 0, 0);
+}
+/* handler(int sig, siginfo_t *info, struct ucontext *uc); flags: SA_RESTART etc. */
+long rt_signal(int sig, void *handler, unsigned long flags, uint64_t mask);
 
 /* Strings and numbers (the mem* functions are real symbols: GCC may call them). */
 void *memcpy(void *dst, const void *src, size_t n);

@@ -16,6 +16,15 @@ __attribute__((noreturn, used)) void rt_start(uint64_t *sp)
     rt_exit(main(argc, argv, envp));
 }
 
+long rt_signal(int sig, void *handler, unsigned long flags, uint64_t mask)
+{
+    struct rt_sigaction sa = {
+        .handler = handler, .flags = flags | SA_SIGINFO | SA_RESTORER,
+        .restorer = rt_restore, .mask = mask,
+    };
+    return rt_sigaction(sig, &sa, 0);
+}
+
 /* The compiler may emit calls to these even in freestanding code. */
 void *memcpy(void *dst, const void *src, size_t n)
 {
@@ -99,6 +108,7 @@ const char *rt_errname(long err)
         [EEXIST] = "EEXIST", [ENOTDIR] = "ENOTDIR", [EISDIR] = "EISDIR", [EINVAL] = "EINVAL",
         [ENOTTY] = "ENOTTY", [ENOSPC] = "ENOSPC", [ERANGE] = "ERANGE", [ENOSYS] = "ENOSYS",
         [ENAMETOOLONG] = "ENAMETOOLONG", [EOPNOTSUPP] = "ENOTSUP", [EROFS] = "EROFS",
+        [ENOEXEC] = "ENOEXEC", [E2BIG] = "E2BIG", [ELIBBAD] = "ELIBBAD", [EAGAIN] = "EAGAIN",
     };
     long e = -err;
     if (e > 0 && e < (long)(sizeof(names) / sizeof(names[0])) && names[e])

@@ -68,21 +68,30 @@ void *km_priv_ptr(const struct km *km, uint64_t gva, uint64_t len)
     return km->mem + gva;
 }
 
-/* A NUL-terminated guest string of at most PATH_MAX bytes, or NULL with *err set. */
-const char *km_gstr(const struct km *km, uint64_t gva, int *err)
+/*
+ * A NUL-terminated guest string of at most max bytes (NUL included), or
+ * NULL with *err = -EFAULT, or `toolong` if it does not end within max.
+ */
+const char *km_gstrn(const struct km *km, uint64_t gva, size_t max, int toolong, int *err)
 {
     uint64_t room = backed_room(km, gva);
     if (room == 0) {
         *err = -EFAULT;
         return NULL;
     }
-    size_t max = room < PATH_MAX ? (size_t)room : PATH_MAX;
+    size_t n = room < max ? (size_t)room : max;
     const char *s = (const char *)km->mem + gva;
-    if (!memchr(s, '\0', max)) {
-        *err = max == PATH_MAX ? -ENAMETOOLONG : -EFAULT;
+    if (!memchr(s, '\0', n)) {
+        *err = n == max ? toolong : -EFAULT;
         return NULL;
     }
     return s;
+}
+
+/* A guest path: at most PATH_MAX bytes. */
+const char *km_gstr(const struct km *km, uint64_t gva, int *err)
+{
+    return km_gstrn(km, gva, PATH_MAX, -ENAMETOOLONG, err);
 }
 
 static bool page_used(const struct km *km, uint64_t pg)

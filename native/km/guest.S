@@ -9,15 +9,17 @@
 
     .section .rodata
     .balign 16
-    .globl km_guest_code, km_guest_code_end, km_guest_syscall_entry
+    .globl km_guest_code, km_guest_code_end, km_guest_syscall_entry, km_guest_syscall_done
 
 km_guest_code:
 
 /*
  * Exception entry stubs, KM_EXC_STUB_SIZE bytes apart so KM can point IDT
  * gate n at km_guest_code + n * KM_EXC_STUB_SIZE. Each leaves a uniform
- * frame (vector, error code, then the CPU's RIP/CS/RFLAGS/RSP/SS) on the
- * IST stack and reports it to KM on KM_FAULT_PORT; KM reads it from there.
+ * frame (the guest's %rdx, vector, error code, then the CPU's RIP/CS/
+ * RFLAGS/RSP/SS) on the IST stack and reports it to KM on KM_FAULT_PORT;
+ * KM reads it from there. Every other register still holds the faulting
+ * context, so KM can hand that context to a guest signal handler.
  */
 .macro exc_noerr vec
     .balign KM_EXC_STUB_SIZE
@@ -67,9 +69,10 @@ km_guest_code:
 
     .balign KM_EXC_STUB_SIZE
 exc_report:
+    pushq %rdx                  /* the port number needs %dx */
     movw $KM_FAULT_PORT, %dx
     outl %eax, %dx
-1:  hlt                         /* KM never resumes a faulted guest */
+1:  hlt                         /* KM resumes a faulted guest only in a signal handler */
     jmp 1b
 
 /*
@@ -78,6 +81,10 @@ exc_report:
  * argument block below the caller's red zone, and the result comes back in
  * %rax with every other register preserved, as the Linux syscall ABI
  * promises (%rcx and %r11 hold the return RIP and RFLAGS).
+ *
+ * KM knows this layout (signal.c): a signal delivered right after the
+ * hypercall finishes the epilogue below on the guest's behalf, so the
+ * handler sees the Linux view (RIP after `syscall`, the result in %rax).
  */
     .balign 16
 km_guest_syscall_entry:
@@ -94,6 +101,7 @@ km_guest_syscall_entry:
     jae 2f                      /* beyond the hypercall ports: -ENOSYS */
     leal KM_HC_PORT_BASE(%rax), %edx
     outl %eax, %dx
+km_guest_syscall_done:
 2:  popq %rax
     popq %rdi
     popq %rsi

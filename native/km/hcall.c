@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/utsname.h>
@@ -33,8 +34,6 @@
 
 #define HC_BLOCK_SIZE   (7 * sizeof(uint64_t))
 #define CANONICAL_LIMIT (1ULL << 47)
-#define KSIGSET_SIZE    8
-#define KSIGACTION_SIZE 32          /* handler, flags, restorer, mask */
 
 enum arg_kind {
     A_VAL,          /* plain value */
@@ -46,6 +45,8 @@ enum arg_kind {
     A_TS,           /* struct timespec */
     A_TS_OPT,       /* struct timespec, or NULL */
     A_FDPAIR,       /* int[2] */
+    A_ITV,          /* struct itimerval */
+    A_ITV_OPT,      /* struct itimerval, or NULL */
 };
 
 static const size_t object_size[] = {
@@ -53,6 +54,8 @@ static const size_t object_size[] = {
     [A_TS] = sizeof(struct timespec),
     [A_TS_OPT] = sizeof(struct timespec),
     [A_FDPAIR] = 2 * sizeof(int),
+    [A_ITV] = sizeof(struct itimerval),
+    [A_ITV_OPT] = sizeof(struct itimerval),
 };
 
 typedef int64_t (*hc_handler)(struct km *km, const uint64_t *a);
@@ -61,6 +64,7 @@ struct hc_desc {
     const char *name;
     hc_handler fn;              /* NULL: the host syscall with translated args */
     uint8_t nargs;
+    bool restart;               /* after EINTR, restarted for an SA_RESTART handler */
     uint8_t kind[6];
 };
 
@@ -126,7 +130,8 @@ static int64_t iov_io(struct km *km, const uint64_t *a, bool is_write)
             return -EFAULT;
         iov[i].iov_len = len;
     }
-    return sys_result(is_write ? writev(fd, iov, (int)cnt) : readv(fd, iov, (int)cnt));
+    return km_blocking_syscall(is_write ? SYS_writev : SYS_readv, fd, (long)iov, (long)cnt,
+                               0, 0, 0);
 }
 
 static int64_t hc_writev(struct km *km, const uint64_t *a)
@@ -312,48 +317,21 @@ static int64_t hc_set_tid_address(struct km *km, const uint64_t *a)
     return sys_result(syscall(SYS_gettid));
 }
 
-/* Signals are not delivered to payloads; report default dispositions. */
-static int64_t hc_rt_sigaction(struct km *km, const uint64_t *a)
-{
-    int sig = (int)a[0];
-    if (sig < 1 || sig > 64 || a[3] != KSIGSET_SIZE)
-        return -EINVAL;
-    if (a[1] && (sig == SIGKILL || sig == SIGSTOP))
-        return -EINVAL;
-    if (a[1] && !km_gptr(km, a[1], KSIGACTION_SIZE))
-        return -EFAULT;
-    if (a[2]) {
-        void *old = km_gptr(km, a[2], KSIGACTION_SIZE);
-        if (!old)
-            return -EFAULT;
-        memset(old, 0, KSIGACTION_SIZE);
-    }
-    return 0;
-}
-
-static int64_t hc_rt_sigprocmask(struct km *km, const uint64_t *a)
-{
-    if (a[3] != KSIGSET_SIZE || (a[1] && a[0] > SIG_SETMASK))
-        return -EINVAL;
-    if (a[1] && !km_gptr(km, a[1], KSIGSET_SIZE))
-        return -EFAULT;
-    if (a[2]) {
-        void *old = km_gptr(km, a[2], KSIGSET_SIZE);
-        if (!old)
-            return -EFAULT;
-        memset(old, 0, KSIGSET_SIZE);
-    }
-    return 0;
-}
-
-#define PASS(name, n, ...) [SYS_##name] = { #name, NULL, n, { __VA_ARGS__ } }
-#define CALL(name, n, ...) [SYS_##name] = { #name, hc_##name, n, { __VA_ARGS__ } }
-#define CALL_AS(name, fn, n, ...) [SYS_##name] = { #name, fn, n, { __VA_ARGS__ } }
+#define PASS(name, n, ...) [SYS_##name] = { #name, NULL, n, false, { __VA_ARGS__ } }
+#define CALL(name, n, ...) [SYS_##name] = { #name, hc_##name, n, false, { __VA_ARGS__ } }
+#define CALL_AS(name, fn, n, ...) [SYS_##name] = { #name, fn, n, false, { __VA_ARGS__ } }
+/*
+ * Calls Linux restarts after an SA_RESTART handler (signal(7)); the rest
+ * (sleeps, pause, sigsuspend...) return EINTR to a handled signal.
+ */
+#define PASS_R(name, n, ...) [SYS_##name] = { #name, NULL, n, true, { __VA_ARGS__ } }
+#define CALL_R(name, n, ...) [SYS_##name] = { #name, hc_##name, n, true, { __VA_ARGS__ } }
+#define SIG_CALL(name, n) [SYS_##name] = { #name, km_hc_##name, n, false, { 0 } }
 
 static const struct hc_desc hc_table[KM_HC_MAX] = {
-    PASS(read, 3, A_FD, A_BUF, A_VAL),
-    PASS(write, 3, A_FD, A_BUF, A_VAL),
-    PASS(open, 3, A_PATH, A_VAL, A_VAL),
+    PASS_R(read, 3, A_FD, A_BUF, A_VAL),
+    PASS_R(write, 3, A_FD, A_BUF, A_VAL),
+    PASS_R(open, 3, A_PATH, A_VAL, A_VAL),
     PASS(close, 1, A_FD),
     PASS(stat, 2, A_PATH, A_STAT),
     PASS(fstat, 2, A_FD, A_STAT),
@@ -363,21 +341,28 @@ static const struct hc_desc hc_table[KM_HC_MAX] = {
     CALL(mprotect, 3),
     CALL(munmap, 2),
     CALL(brk, 1),
-    CALL(rt_sigaction, 4),
-    CALL(rt_sigprocmask, 4),
-    CALL(ioctl, 3, A_FD),
-    PASS(pread64, 4, A_FD, A_BUF, A_VAL, A_VAL),
-    PASS(pwrite64, 4, A_FD, A_BUF, A_VAL, A_VAL),
-    CALL(readv, 3, A_FD),
-    CALL(writev, 3, A_FD),
+    SIG_CALL(rt_sigaction, 4),
+    SIG_CALL(rt_sigprocmask, 4),
+    SIG_CALL(rt_sigreturn, 0),
+    CALL_R(ioctl, 3, A_FD),
+    PASS_R(pread64, 4, A_FD, A_BUF, A_VAL, A_VAL),
+    PASS_R(pwrite64, 4, A_FD, A_BUF, A_VAL, A_VAL),
+    CALL_R(readv, 3, A_FD),
+    CALL_R(writev, 3, A_FD),
     PASS(access, 2, A_PATH, A_VAL),
     PASS(pipe, 1, A_FDPAIR),
     PASS(sched_yield, 0),
     CALL(madvise, 3),
     PASS(dup, 1, A_FD),
     PASS(dup2, 2, A_FD, A_FD),
+    PASS(pause, 0),
     PASS(nanosleep, 2, A_TS, A_TS_OPT),
+    PASS(getitimer, 2, A_VAL, A_ITV),
+    PASS(alarm, 1, A_VAL),
+    PASS(setitimer, 3, A_VAL, A_ITV, A_ITV_OPT),
     PASS(getpid, 0),
+    [SYS_execve] = { "execve", km_hc_execve, 3, false, { A_PATH } },
+    SIG_CALL(kill, 2),
     CALL_AS(exit, hc_exit_group, 1),
     CALL(uname, 1),
     CALL(fcntl, 3, A_FD),
@@ -396,15 +381,20 @@ static const struct hc_desc hc_table[KM_HC_MAX] = {
     PASS(geteuid, 0),
     PASS(getegid, 0),
     PASS(getppid, 0),
+    SIG_CALL(rt_sigpending, 2),
+    SIG_CALL(rt_sigsuspend, 2),
+    SIG_CALL(sigaltstack, 2),
     CALL(arch_prctl, 2),
     PASS(gettid, 0),
+    SIG_CALL(tkill, 2),
     PASS(getdents64, 3, A_FD, A_BUF, A_VAL),
     CALL(set_tid_address, 1),
     PASS(clock_gettime, 2, A_VAL, A_TS),
     PASS(clock_getres, 2, A_VAL, A_TS_OPT),
     PASS(clock_nanosleep, 4, A_VAL, A_VAL, A_TS, A_TS_OPT),
     CALL(exit_group, 1),
-    PASS(openat, 4, A_DIRFD, A_PATH, A_VAL, A_VAL),
+    SIG_CALL(tgkill, 3),
+    PASS_R(openat, 4, A_DIRFD, A_PATH, A_VAL, A_VAL),
     PASS(mkdirat, 3, A_DIRFD, A_PATH, A_VAL),
     PASS(newfstatat, 4, A_DIRFD, A_PATH, A_STAT, A_VAL),
     PASS(unlinkat, 3, A_DIRFD, A_PATH, A_VAL),
@@ -413,6 +403,7 @@ static const struct hc_desc hc_table[KM_HC_MAX] = {
     PASS(dup3, 3, A_FD, A_FD, A_VAL),
     PASS(pipe2, 2, A_FDPAIR, A_VAL),
     PASS(getrandom, 3, A_BUF, A_VAL, A_VAL),
+    [SYS_execveat] = { "execveat", km_hc_execveat, 5, false, { A_DIRFD, A_PATH } },
 };
 
 /* Checks and translates one argument; returns 0 or -errno. */
@@ -442,6 +433,7 @@ static int64_t translate_arg(struct km *km, enum arg_kind kind, const uint64_t *
         p = km_gptr(km, a[i], a[i + 1]);
         break;
     case A_TS_OPT:
+    case A_ITV_OPT:
         if (a[i] == 0) {
             *out = 0;
             return 0;
@@ -463,7 +455,7 @@ static int64_t passthrough(struct km *km, unsigned nr, const struct hc_desc *d, 
         if (err)
             return err;
     }
-    return sys_result(syscall(nr, x[0], x[1], x[2], x[3], x[4], x[5]));
+    return km_blocking_syscall(nr, x[0], x[1], x[2], x[3], x[4], x[5]);
 }
 
 static void trace_arg(char *buf, size_t size, struct km *km, enum arg_kind kind, uint64_t v)
@@ -497,7 +489,9 @@ static void trace_call(struct km *km, unsigned nr, const struct hc_desc *d, cons
         size_t len = strlen(args);
         snprintf(args + len, sizeof(args) - len, "%s%s", i ? ", " : "", one);
     }
-    if (ret < 0 && ret >= -4095)
+    if (ret == KM_HC_NORET)
+        km_trace(km, "hc %s(%s) returned to the interrupted context", n, args);
+    else if (ret < 0 && ret >= -4095)
         km_trace(km, "hc %s(%s) = %lld (%s)", n, args, (long long)ret, strerrorname_np((int)-ret));
     else
         km_trace(km, "hc %s(%s) = %lld (0x%llx)", n, args, (long long)ret, (unsigned long long)ret);
@@ -510,10 +504,11 @@ bool km_hcall(struct km *km, unsigned nr)
 
     memcpy(&slot, km->mem + KM_PRIV_BASE + KM_PRIV_GS, sizeof(slot));
     if (!(host = km_gptr(km, slot, HC_BLOCK_SIZE))) {
-        km_err(km, "guest fault: hypercall %u with argument block 0x%llx outside guest memory "
-               "at RIP 0x%llx", nr, (unsigned long long)slot, (unsigned long long)km_guest_rip(km));
-        km->exit_code = 128 + SIGSEGV;
-        return false;
+        char why[160];
+        snprintf(why, sizeof(why), "guest fault: hypercall %u with argument block 0x%llx outside "
+                 "guest memory at RIP 0x%llx", nr, (unsigned long long)slot,
+                 (unsigned long long)km_guest_rip(km));
+        km_die(km, SIGSEGV, NULL, why);
     }
     memcpy(block, host, sizeof(block));
 
@@ -521,7 +516,10 @@ bool km_hcall(struct km *km, unsigned nr)
     int64_t ret = !d->name ? -ENOTSUP
                 : d->fn ? d->fn(km, block + 1)
                 : passthrough(km, nr, d, block + 1);
-    memcpy(host, &ret, sizeof(ret));
+    if (ret != KM_HC_NORET)
+        memcpy(host, &ret, sizeof(ret));
+    if (ret == -EINTR)
+        km_signals_interrupted(km, nr, d->restart);
     if (km->trace)
         trace_call(km, nr, d, block + 1, ret);
     return !(d->fn == hc_exit_group);

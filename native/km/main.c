@@ -5,9 +5,6 @@
  * This file: command line, messages, signals and the overall sequence.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,78 +25,29 @@ static const char usage_text[] =
     "  -v, --version           print the version and exit\n"
     "  -h, --help              print this help and exit\n"
     "      --verbose[=REGEX]   log each hypercall (only those whose name matches REGEX)\n"
-    "  -k, --km-log-to=FILE    write the log to FILE (appended) instead of stderr\n"
+    "  -k, --km-log-to=FILE    where KM's own messages go: FILE (appended), 'stderr'\n"
+    "                          or 'none'; default: stderr on a terminal, else\n"
+    "                          /tmp/km_<pid>.log\n"
     "      --putenv=KEY=VALUE  payload environment variable; repeatable; the given\n"
     "                          variables replace the host environment\n"
     "      --copyenv           pass the host environment through (the default;\n"
     "                          with --putenv, the given variables are added to it)\n"
     "      --virt-device=PATH  virtualization device (default: first existing of\n"
     "                          /dev/kontain, /dev/kvm, /dev/kkm)\n"
+    "      --coredump=FILE     core file when the payload dies of SIGSEGV, SIGILL...\n"
+    "                          (default: ./kmcore)\n"
+    "      --argv0=NAME        the payload's argv[0] (default: its path as given)\n"
+    "      --sigmask=HEX       the payload's initial signal mask (default: KM's)\n"
     "\n"
-    "Exit status: the payload's exit code; 128+N if KM is ended by signal N or the\n"
-    "guest faults (N = the signal Linux would have sent); 127 payload not found;\n"
-    "126 payload unreadable or not a valid payload; 2 usage error; 1 KVM error.\n";
-
-const char *km_strerror(int err)
-{
-    /* Lower-case the first letter so messages read "x: no such file ...". */
-    static char buf[128];
-    snprintf(buf, sizeof(buf), "%s", strerror(err));
-    if (buf[0] >= 'A' && buf[0] <= 'Z')
-        buf[0] = (char)(buf[0] - 'A' + 'a');
-    return buf;
-}
-
-static void write_all(int fd, const char *buf, size_t len)
-{
-    while (fd >= 0 && len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
-/* One write per message so concurrent writers never interleave lines. */
-static void vmessage(int fd, const char *fmt, va_list ap)
-{
-    char buf[1024];
-    int n = snprintf(buf, sizeof(buf), "km: ");
-    n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
-    if (n > (int)sizeof(buf) - 2)
-        n = (int)sizeof(buf) - 2;
-    buf[n++] = '\n';
-    write_all(fd, buf, (size_t)n);
-}
-
-void km_err(struct km *k, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vmessage(k->err_fd, fmt, ap);
-    va_end(ap);
-    if (k->log_fd != k->err_fd) {
-        va_start(ap, fmt);
-        vmessage(k->log_fd, fmt, ap);
-        va_end(ap);
-    }
-}
-
-void km_trace(struct km *k, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vmessage(k->log_fd, fmt, ap);
-    va_end(ap);
-}
+    "Exit status: the payload's exit code. If the payload dies of signal N (sent to\n"
+    "KM, or a guest fault), KM dies of signal N too (a shell shows 128+N); 127\n"
+    "payload not found; 126 payload unreadable or not a valid payload; 2 usage\n"
+    "error; 1 KVM error or a snapshot (ET_CORE) file.\n";
 
 bool km_is_private_fd(const struct km *k, int fd)
 {
     return fd >= 0 &&
-           (fd == k->vcpu_fd || fd == k->vm_fd || fd == k->err_fd || fd == k->log_fd);
+           (fd == k->vcpu_fd || fd == k->vm_fd || fd == k->log_fd);
 }
 
 static void usage_error(const char *fmt, const char *arg)
@@ -171,6 +119,17 @@ static void parse_options(struct km_options *o, int argc, char **argv)
             o->log_path = value;
         } else if (option_value(argc, argv, &i, NULL, "--virt-device", &value)) {
             o->device = value;
+        } else if (option_value(argc, argv, &i, NULL, "--coredump", &value)) {
+            o->coredump = value;
+        } else if (option_value(argc, argv, &i, NULL, "--argv0", &value)) {
+            o->argv0 = value;
+        } else if (option_value(argc, argv, &i, NULL, "--sigmask", &value)) {
+            char *end;
+            errno = 0;
+            o->sigmask = strtoull(value, &end, 16);
+            if (errno || end == value || *end)
+                usage_error("--sigmask needs a hexadecimal mask, got '%s'", value);
+            o->have_sigmask = true;
         } else if (option_value(argc, argv, &i, NULL, "--putenv", &value)) {
             if (!strchr(value, '=') || value[0] == '=')
                 usage_error("--putenv needs KEY=VALUE, got '%s'", value);
@@ -218,37 +177,11 @@ static char **payload_env(const struct km_options *o)
     return env;
 }
 
-static void on_terminating_signal(int sig)
-{
-    /*
-     * Exiting tears the VM down with the process. A handler (rather than the
-     * default action) is needed because as pid 1 of a container KM would
-     * otherwise ignore these signals.
-     */
-    _exit(128 + sig);
-}
-
-static void install_signal_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_terminating_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-}
-
 static int setup_logging(struct km *k)
 {
-    if (k->opt.log_path) {
-        int fd = open(k->opt.log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd < 0) {
-            km_err(k, "%s: cannot open log file: %s", k->opt.log_path, km_strerror(errno));
-            return KM_EXIT_SETUP;
-        }
-        k->log_fd = fd;
-    }
+    int rc = km_log_setup(k);
+    if (rc != 0)
+        return rc;
     k->trace = k->opt.verbose;
     if (k->opt.verbose_filter) {
         if (regcomp(&k->trace_filter, k->opt.verbose_filter, REG_EXTENDED | REG_NOSUB) != 0)
@@ -264,47 +197,60 @@ static int setup_logging(struct km *k)
  * hypercalls refuse to touch them; a private copy of stderr keeps KM's error
  * messages working after the payload closes fd 2.
  */
-static int hide_fd(int fd, int floor)
+static int private_fd_floor(void)
 {
-    int moved = fcntl(fd, F_DUPFD_CLOEXEC, floor);
-    if (moved < 0)
-        return fd;
-    close(fd);
-    return moved;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1024)
+        return rl.rlim_cur > 16 ? (int)rl.rlim_cur - 8 : 3;
+    return 1000;
 }
 
 static void hide_private_fds(struct km *k)
 {
-    struct rlimit rl;
-    int floor = 1000;
+    km_log_private(k);
+    k->vcpu_fd = km_hide_fd(k, k->vcpu_fd);
+    k->vm_fd = km_hide_fd(k, k->vm_fd);
+}
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1024)
-        floor = rl.rlim_cur > 16 ? (int)rl.rlim_cur - 8 : 3;
-    int log_is_err = k->log_fd == k->err_fd;
-    k->err_fd = fcntl(2, F_DUPFD_CLOEXEC, floor);
-    k->log_fd = log_is_err ? k->err_fd : hide_fd(k->log_fd, floor);
-    k->vcpu_fd = hide_fd(k->vcpu_fd, floor);
-    k->vm_fd = hide_fd(k->vm_fd, floor);
+/* Exit status for a payload KM cannot start, as a shell would give it. */
+static int refusal_status(const struct km_refusal *why)
+{
+    if (why->snapshot)
+        return KM_EXIT_SETUP;
+    return why->err == ENOENT || why->err == ENOTDIR ? KM_EXIT_NOTFOUND : KM_EXIT_NOEXEC;
 }
 
 int main(int argc, char **argv)
 {
+    static struct km_refusal why;
     struct km_image img;
     uint64_t rsp;
     int rc;
 
-    km.err_fd = km.log_fd = 2;
+    km.log_fd = 2;
     km.vm_fd = km.vcpu_fd = -1;
+    km.fd_floor = private_fd_floor();
+    km.self = argv[0];
     parse_options(&km.opt, argc, argv);
-    install_signal_handlers();
     if ((rc = setup_logging(&km)) != 0)
+        return rc;
+    if ((rc = km_signals_init(&km)) != 0)
         return rc;
     if ((rc = km_map_guest_memory(&km)) != 0)
         return rc;
-    if ((rc = km_load_elf(&km, km.opt.payload, &img)) != 0)
-        return rc;
+    struct km_target target = {
+        .path = km.opt.payload, .argv = km.opt.payload_argv, .argc = km.opt.payload_argc,
+        .execfn = km.opt.payload,
+    };
+    if (km.opt.argv0)
+        km.opt.payload_argv[0] = (char *)km.opt.argv0;
+    if (km_load_target(&km, &target, &img, false, &why) != 0) {
+        km_err(&km, "%s", why.msg);
+        return refusal_status(&why);
+    }
     km.brk = km.brk_start = km_page_up(img.end);
-    if ((rsp = km_build_stack(&km, &img, payload_env(&km.opt))) == 0)
+    if ((rsp = km_build_stack(&km, &img, &target, payload_env(&km.opt))) == 0)
         return KM_EXIT_NOEXEC;
     km_build_guest_tables(&km);
     if ((rc = km_vm_create(&km, &img, rsp)) != 0)

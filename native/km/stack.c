@@ -43,19 +43,23 @@ static void put_word(struct km *km, uint64_t *at, uint64_t value)
     *at += sizeof(value);
 }
 
-uint64_t km_build_stack(struct km *km, const struct km_image *img, char **envp)
+uint64_t km_build_stack(struct km *km, const struct km_image *img, const struct km_target *t,
+                        char **envp)
 {
     const uint64_t bottom = KM_GUEST_TOP - KM_STACK_SIZE;
     struct stack_writer w = { km, KM_GUEST_TOP, KM_GUEST_TOP - ARGS_MAX };
-    int argc = km->opt.payload_argc, envc = 0;
+    int argc = t->argc, envc = 0;
     uint8_t random_bytes[16];
 
     while (envp[envc])
         envc++;
     uint64_t *addrs = calloc((size_t)argc + (size_t)envc + 1, sizeof(uint64_t));
-    if (!addrs || !push_strings(&w, envp, envc, addrs + argc) ||
-        !push_strings(&w, km->opt.payload_argv, argc, addrs)) {
-        km_err(km, "%s: argument list too long", km->opt.payload);
+    /* As Linux: the file name asked for (AT_EXECFN) at the very top, then env, then args. */
+    uint64_t execfn = push_bytes(&w, t->execfn, strlen(t->execfn) + 1);
+    if (!addrs || !execfn || !push_strings(&w, envp, envc, addrs + argc) ||
+        !push_strings(&w, t->argv, argc, addrs)) {
+        km_err(km, "%s: argument list too long", t->execfn);
+        free(addrs);
         return 0;
     }
     if (getrandom(random_bytes, sizeof(random_bytes), 0) != sizeof(random_bytes))
@@ -65,17 +69,17 @@ uint64_t km_build_stack(struct km *km, const struct km_image *img, char **envp)
     const uint64_t auxv[][2] = {
         { AT_PHDR, img->phdr },     { AT_PHENT, sizeof(Elf64_Phdr) },
         { AT_PHNUM, img->phnum },   { AT_PAGESZ, KM_PAGE_SIZE },
-        { AT_BASE, 0 },             { AT_FLAGS, 0 },
+        { AT_BASE, img->interp_base }, { AT_FLAGS, 0 },
         { AT_ENTRY, img->entry },   { AT_UID, getuid() },
         { AT_EUID, geteuid() },     { AT_GID, getgid() },
         { AT_EGID, getegid() },     { AT_SECURE, 0 },
         { AT_CLKTCK, 100 },         { AT_RANDOM, at_random },
-        { AT_EXECFN, addrs[0] },    { AT_NULL, 0 },
+        { AT_EXECFN, execfn },      { AT_NULL, 0 },
     };
     size_t nauxv = sizeof(auxv) / sizeof(auxv[0]);
     uint64_t words = 1 + (uint64_t)argc + 1 + (uint64_t)envc + 1 + 2 * nauxv;
     if (at_random == 0 || w.sp - w.floor < words * 8 + 16) {
-        km_err(km, "%s: argument list too long", km->opt.payload);
+        km_err(km, "%s: argument list too long", t->execfn);
         free(addrs);
         return 0;
     }

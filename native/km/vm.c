@@ -15,7 +15,14 @@
 
 #include "km.h"
 
-extern const uint8_t km_guest_code[], km_guest_code_end[], km_guest_syscall_entry[];
+extern const uint8_t km_guest_code_end[], km_guest_syscall_entry[];
+
+struct kvm_run *volatile km_run_kick;
+
+uint64_t km_priv_code_addr(const void *sym)
+{
+    return KM_PRIV_BASE + KM_PRIV_CODE + (uint64_t)((const uint8_t *)sym - km_guest_code);
+}
 
 #define PTE_PRESENT     0x1ULL
 #define PTE_WRITE       0x2ULL
@@ -198,13 +205,13 @@ static int init_vcpu_state(struct km *km, const struct km_image *img, uint64_t r
         struct kvm_msr_entry e[3];
     } msrs = { .hdr.nmsrs = 3 };
     msrs.e[0] = (struct kvm_msr_entry){ .index = MSR_LSTAR,
-        .data = KM_PRIV_BASE + KM_PRIV_CODE + (uint64_t)(km_guest_syscall_entry - km_guest_code) };
+        .data = km_priv_code_addr(km_guest_syscall_entry) };
     msrs.e[1] = (struct kvm_msr_entry){ .index = MSR_STAR, .data = (uint64_t)KM_SEL_CODE << 32 };
     msrs.e[2] = (struct kvm_msr_entry){ .index = MSR_SYSCALL_MASK, .data = RFLAGS_SYSCALL_MASK };
     if (ioctl(km->vcpu_fd, KVM_SET_MSRS, &msrs) != 3)
         return -1;
 
-    struct kvm_regs r = { .rip = img->entry, .rsp = rsp, .rflags = 2 };
+    struct kvm_regs r = { .rip = img->start, .rsp = rsp, .rflags = 2 };
     return ioctl(km->vcpu_fd, KVM_SET_REGS, &r);
 }
 
@@ -257,6 +264,7 @@ static int create_vm(struct km *km, int kvm_fd, const struct km_image *img, uint
     step = "vCPU register setup";
     if (init_vcpu_state(km, img, rsp) < 0)
         goto fail;
+    km_run_kick = km->run;      /* from now on KM's signal handlers can stop KVM_RUN */
     return 0;
 fail:
     km_err(km, "KVM setup failed at %s: %s", step, km_strerror(errno));
@@ -273,146 +281,265 @@ int km_vm_create(struct km *km, const struct km_image *img, uint64_t rsp)
     return rc;
 }
 
-/* ---- fault reports ---------------------------------------------------- */
+/* ---- the vCPU's registers --------------------------------------------- */
 
-static const struct {
-    const char *name;
-    int signo;                  /* what Linux would deliver to a process */
-} exceptions[KM_EXC_VECTORS] = {
-    [0] = { "divide error (#DE)", SIGFPE },
-    [1] = { "debug exception (#DB)", SIGTRAP },
-    [2] = { "non-maskable interrupt", SIGSEGV },
-    [3] = { "breakpoint (#BP)", SIGTRAP },
-    [4] = { "overflow (#OF)", SIGSEGV },
-    [5] = { "bound range exceeded (#BR)", SIGSEGV },
-    [6] = { "invalid opcode (#UD)", SIGILL },
-    [7] = { "device not available (#NM)", SIGILL },
-    [8] = { "double fault (#DF)", SIGSEGV },
-    [10] = { "invalid TSS (#TS)", SIGSEGV },
-    [11] = { "segment not present (#NP)", SIGBUS },
-    [12] = { "stack-segment fault (#SS)", SIGBUS },
-    [13] = { "general protection fault (#GP)", SIGSEGV },
-    [14] = { "page fault (#PF)", SIGSEGV },
-    [16] = { "x87 floating-point error (#MF)", SIGFPE },
-    [17] = { "alignment check (#AC)", SIGBUS },
-    [18] = { "machine check (#MC)", SIGBUS },
-    [19] = { "SIMD floating-point exception (#XM)", SIGFPE },
-    [21] = { "control-protection exception (#CP)", SIGSEGV },
-};
+/*
+ * KVM finishes an I/O exit (advancing RIP past the `outl`) only when
+ * KVM_RUN is entered again, so before KM reads or changes registers after
+ * one it re-enters with immediate_exit set: KVM completes the instruction
+ * and returns at once, without running guest code.
+ */
+void km_vcpu_sync(struct km *km)
+{
+    if (!km->io_pending)
+        return;
+    km->io_pending = false;
+    km->run->immediate_exit = 1;
+    ioctl(km->vcpu_fd, KVM_RUN, 0);
+    km->run->immediate_exit = 0;    /* the run loop checks for held signals before KVM_RUN */
+}
+
+bool km_get_regs(struct km *km, struct kvm_regs *r)
+{
+    return ioctl(km->vcpu_fd, KVM_GET_REGS, r) == 0;
+}
+
+bool km_set_regs(struct km *km, const struct kvm_regs *r)
+{
+    return ioctl(km->vcpu_fd, KVM_SET_REGS, r) == 0;
+}
+
+uint64_t km_guest_fs_base(struct km *km)
+{
+    struct kvm_sregs s;
+    return ioctl(km->vcpu_fd, KVM_GET_SREGS, &s) == 0 ? s.fs.base : 0;
+}
 
 uint64_t km_guest_rip(struct km *km)
 {
     struct kvm_regs r;
-    return ioctl(km->vcpu_fd, KVM_GET_REGS, &r) < 0 ? 0 : r.rip;
+    return km_get_regs(km, &r) ? r.rip : 0;
 }
 
-static int fault(struct km *km, int signo, const char *what, uint64_t rip)
+/* ---- guest faults ------------------------------------------------------ */
+
+/* si_code values (<asm-generic/siginfo.h>) */
+#define K_SI_KERNEL     0x80
+#define K_ILL_ILLOPN    2
+#define K_FPE_INTDIV    1
+#define K_FPE_FLTINV    7
+#define K_SEGV_MAPERR   1
+#define K_SEGV_ACCERR   2
+#define K_BUS_ADRALN    1
+#define K_TRAP_TRACE    2
+
+static const struct {
+    const char *name;
+    int signo;                  /* what Linux would deliver to a process */
+    int code;                   /* its si_code */
+    bool resumable;             /* a handler may run (and return) */
+} exceptions[KM_EXC_VECTORS] = {
+    [0] = { "divide error (#DE)", SIGFPE, K_FPE_INTDIV, true },
+    [1] = { "debug exception (#DB)", SIGTRAP, K_TRAP_TRACE, true },
+    [2] = { "non-maskable interrupt", SIGSEGV, K_SI_KERNEL, false },
+    [3] = { "breakpoint (#BP)", SIGTRAP, K_SI_KERNEL, true },
+    [4] = { "overflow (#OF)", SIGSEGV, K_SI_KERNEL, true },
+    [5] = { "bound range exceeded (#BR)", SIGSEGV, K_SI_KERNEL, true },
+    [6] = { "invalid opcode (#UD)", SIGILL, K_ILL_ILLOPN, true },
+    [7] = { "device not available (#NM)", SIGILL, K_ILL_ILLOPN, true },
+    [8] = { "double fault (#DF)", SIGSEGV, K_SI_KERNEL, false },
+    [10] = { "invalid TSS (#TS)", SIGSEGV, K_SI_KERNEL, false },
+    [11] = { "segment not present (#NP)", SIGBUS, K_SI_KERNEL, true },
+    [12] = { "stack-segment fault (#SS)", SIGBUS, K_SI_KERNEL, true },
+    [13] = { "general protection fault (#GP)", SIGSEGV, K_SI_KERNEL, true },
+    [14] = { "page fault (#PF)", SIGSEGV, K_SEGV_MAPERR, true },
+    [16] = { "x87 floating-point error (#MF)", SIGFPE, K_FPE_FLTINV, true },
+    [17] = { "alignment check (#AC)", SIGBUS, K_BUS_ADRALN, true },
+    [18] = { "machine check (#MC)", SIGBUS, K_SI_KERNEL, false },
+    [19] = { "SIMD floating-point exception (#XM)", SIGFPE, K_FPE_FLTINV, true },
+    [21] = { "control-protection exception (#CP)", SIGSEGV, K_SI_KERNEL, true },
+};
+
+/* A fault KM cannot hand to the guest: the payload dies of signo. */
+__attribute__((noreturn))
+static void fatal(struct km *km, int signo, const char *what, struct kvm_regs *regs)
 {
-    km_err(km, "guest fault: %s at RIP 0x%llx", what, (unsigned long long)rip);
-    return 128 + signo;
+    struct kvm_regs r;
+    char report[sizeof(((struct km_fault *)0)->what) + 64];
+
+    if (!regs && km_get_regs(km, &r))
+        regs = &r;
+    snprintf(report, sizeof(report), "guest fault: %s at RIP 0x%llx", what,
+             (unsigned long long)(regs ? regs->rip : 0));
+    km_die(km, signo, regs, report);
 }
 
-/* The exception stubs left (vector, error code, RIP, CS, RFLAGS, RSP, SS) at %rsp. */
-static int report_exception(struct km *km)
+/* KM-level failures that are not a Linux signal: exit 134 as before. */
+static int abort_guest(struct km *km, const char *what)
+{
+    km_err(km, "guest fault: %s at RIP 0x%llx", what, (unsigned long long)km_guest_rip(km));
+    return KM_EXIT_ABORT;
+}
+
+/*
+ * The exception stubs left (rdx, vector, error code, RIP, CS, RFLAGS, RSP,
+ * SS) at %rsp; every other register is the faulting context's.
+ */
+static void guest_exception(struct km *km)
 {
     struct kvm_regs regs;
     struct kvm_sregs sregs;
-    uint64_t frame[7];
-    char what[192];
+    struct km_fault f;
+    uint64_t frame[8];
 
-    const void *p = ioctl(km->vcpu_fd, KVM_GET_REGS, &regs) < 0 ? NULL
-                  : km_priv_ptr(km, regs.rsp, sizeof(frame));
+    km_vcpu_sync(km);
+    const void *p = !km_get_regs(km, &regs) ? NULL : km_priv_ptr(km, regs.rsp, sizeof(frame));
     if (!p)
-        return fault(km, SIGSEGV, "I/O to KM's private fault port", km_guest_rip(km));
+        fatal(km, SIGSEGV, "I/O to KM's private fault port", NULL);
     memcpy(frame, p, sizeof(frame));
-    uint64_t vector = frame[0], error = frame[1], rip = frame[2];
-    const char *name = vector < KM_EXC_VECTORS && exceptions[vector].name
-                     ? exceptions[vector].name : "reserved exception";
-    int signo = vector < KM_EXC_VECTORS && exceptions[vector].signo ? exceptions[vector].signo : SIGSEGV;
+    uint64_t vector = frame[1], error = frame[2];
+    regs.rdx = frame[0];
+    regs.rip = frame[3];
+    regs.rflags = frame[5];
+    regs.rsp = frame[6];
 
-    if (vector == 14 && ioctl(km->vcpu_fd, KVM_GET_SREGS, &sregs) == 0)
+    memset(&f, 0, sizeof(f));
+    bool known = vector < KM_EXC_VECTORS && exceptions[vector].name;
+    const char *name = known ? exceptions[vector].name : "reserved exception";
+    f.signo = known ? exceptions[vector].signo : SIGSEGV;
+    f.code = known ? exceptions[vector].code : K_SI_KERNEL;
+    f.resumable = known && exceptions[vector].resumable;
+    f.trapno = vector;
+    f.err = error;
+    f.addr = f.signo == SIGSEGV || f.signo == SIGBUS ? 0 : regs.rip;
+
+    char what[192];
+    if (vector == 14 && ioctl(km->vcpu_fd, KVM_GET_SREGS, &sregs) == 0) {
+        f.cr2 = f.addr = sregs.cr2;
+        f.code = error & 0x1 ? K_SEGV_ACCERR : K_SEGV_MAPERR;
         snprintf(what, sizeof(what), "%s %s address 0x%llx (%s)", name,
                  /* the fetch bit is only reported with NX on; a fault at RIP is a fetch */
-                 error & 0x10 || sregs.cr2 == rip ? "executing" : error & 0x2 ? "writing" : "reading",
+                 error & 0x10 || sregs.cr2 == regs.rip ? "executing" : error & 0x2 ? "writing" : "reading",
                  (unsigned long long)sregs.cr2, error & 0x1 ? "protection violation" : "not mapped");
-    else if (error)
+    } else if (error) {
         snprintf(what, sizeof(what), "%s, error code 0x%llx", name, (unsigned long long)error);
-    else
+    } else {
         snprintf(what, sizeof(what), "%s", name);
-    return fault(km, signo, what, rip);
+    }
+    snprintf(f.what, sizeof(f.what), "guest fault: %s at RIP 0x%llx", what,
+             (unsigned long long)regs.rip);
+    km_signal_fault(km, &regs, &f);
 }
 
-static int report_internal_error(struct km *km)
+/*
+ * Nested hosts (PVM) fail to emulate int3 instead of raising #BP: it is
+ * the breakpoint trap all the same, so it becomes SIGTRAP with RIP past it.
+ */
+static void int3_trap(struct km *km, struct kvm_regs *regs)
 {
-    uint64_t rip = km_guest_rip(km);
+    struct km_fault f = {
+        .signo = SIGTRAP, .code = K_SI_KERNEL, .trapno = 3, .resumable = true,
+    };
+    regs->rip += 1;
+    f.addr = regs->rip;
+    snprintf(f.what, sizeof(f.what), "guest fault: breakpoint (#BP) at RIP 0x%llx",
+             (unsigned long long)regs->rip);
+    km_signal_fault(km, regs, &f);
+}
+
+/* Returns only if the guest can go on (a breakpoint a handler took). */
+static void internal_error(struct km *km)
+{
+    struct kvm_regs regs;
+    uint64_t rip = km_get_regs(km, &regs) ? regs.rip : 0;
     char what[192];
     const uint8_t *code = km_gptr(km, rip, 4);
 
+    if (km->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && code && code[0] == 0xcc)
+        return int3_trap(km, &regs);
     if (km->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && !code)
-        return fault(km, SIGSEGV, "executing outside guest memory", rip);
+        fatal(km, SIGSEGV, "executing outside guest memory", NULL);
     if (km->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
         snprintf(what, sizeof(what),
                  "instruction %02x %02x %02x %02x cannot be executed (KVM emulation failure; "
                  "x87/SSE are unavailable in guests on this host: build with -mgeneral-regs-only)",
                  code[0], code[1], code[2], code[3]);
-        return fault(km, SIGILL, what, rip);
+        fatal(km, SIGILL, what, NULL);
     }
     snprintf(what, sizeof(what), "KVM internal error %u", km->run->internal.suberror);
-    return fault(km, SIGABRT, what, rip);
+    fatal(km, SIGABRT, what, NULL);
 }
 
-static int handle_exit(struct km *km, bool *keep_running)
+/* Handles one exit; false when the guest is done (km->exit_code says how). */
+static bool handle_exit(struct km *km)
 {
     struct kvm_run *run = km->run;
     char what[128];
 
-    *keep_running = false;
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
+        km->io_pending = true;
         if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port >= KM_HC_PORT_BASE &&
-            run->io.port < KM_HC_PORT_BASE + KM_HC_MAX) {
-            *keep_running = km_hcall(km, run->io.port - KM_HC_PORT_BASE);
-            return km->exit_code;
+            run->io.port < KM_HC_PORT_BASE + KM_HC_MAX)
+            return km_hcall(km, run->io.port - KM_HC_PORT_BASE);
+        if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == KM_FAULT_PORT) {
+            guest_exception(km);
+            return true;
         }
-        if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == KM_FAULT_PORT)
-            return report_exception(km);
         snprintf(what, sizeof(what), "I/O to port 0x%x (not a hypercall)", run->io.port);
-        return fault(km, SIGSEGV, what, km_guest_rip(km));
+        fatal(km, SIGSEGV, what, NULL);
     case KVM_EXIT_MMIO:
         snprintf(what, sizeof(what), "%s address 0x%llx (outside allocated guest memory)",
                  run->mmio.is_write ? "writing" : "reading", (unsigned long long)run->mmio.phys_addr);
-        return fault(km, SIGSEGV, what, km_guest_rip(km));
+        fatal(km, SIGSEGV, what, NULL);
     case KVM_EXIT_HLT:
-        return fault(km, SIGABRT, "hlt instruction", km_guest_rip(km));
+        km->exit_code = abort_guest(km, "hlt instruction");
+        return false;
     case KVM_EXIT_SHUTDOWN:
-        return fault(km, SIGABRT, "triple fault (VM shutdown)", km_guest_rip(km));
+        km->exit_code = abort_guest(km, "triple fault (VM shutdown)");
+        return false;
     case KVM_EXIT_FAIL_ENTRY:
         snprintf(what, sizeof(what), "VM entry failed (hardware reason 0x%llx)",
                  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-        return fault(km, SIGABRT, what, km_guest_rip(km));
+        km->exit_code = abort_guest(km, what);
+        return false;
     case KVM_EXIT_INTERNAL_ERROR:
-        return report_internal_error(km);
+        internal_error(km);
+        return true;
     default:
         snprintf(what, sizeof(what), "unexpected KVM exit reason %u", run->exit_reason);
-        return fault(km, SIGABRT, what, km_guest_rip(km));
+        km->exit_code = abort_guest(km, what);
+        return false;
     }
 }
 
 int km_vm_run(struct km *km)
 {
-    bool keep_running = true;
-    int rc = 0;
+    struct kvm_run *run = km->run;
 
-    while (keep_running) {
-        if (ioctl(km->vcpu_fd, KVM_RUN, 0) < 0) {
+    for (;;) {
+        /*
+         * Cleared before the check: a signal caught after the check sets it
+         * again, and KVM_RUN then returns at once.
+         */
+        run->immediate_exit = 0;
+        km_signals_look();
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        if (km_signals_wanted(km))
+            km_signals_deliver(km);
+        km_signals_settle(km);
+        int r = ioctl(km->vcpu_fd, KVM_RUN, 0);
+        km->io_pending = false;
+        if (r < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;
             km_err(km, "KVM_RUN failed: %s", km_strerror(errno));
             return KM_EXIT_ABORT;
         }
-        rc = handle_exit(km, &keep_running);
+        if (!handle_exit(km))
+            break;
     }
     if (km->trace)
-        km_trace(km, "km exiting with status %d", rc);
-    return rc;
+        km_trace(km, "km exiting with status %d", km->exit_code);
+    return km->exit_code;
 }

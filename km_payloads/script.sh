@@ -1,0 +1,1 @@
+#!/args.km xarg
