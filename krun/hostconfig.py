@@ -4,6 +4,8 @@
 mode = "auto"               # auto | always | never
 km = "/opt/kontain/bin/km"  # the host KM bind-mounted into Kontain containers
 km_sha256 = "..."           # optional pin: 64 hex digits
+init = "/usr/local/libexec/krun/krun-init"   # pid 1 in front of KM
+debug_dir = "/var/lib/krun/debug"           # where debug-on-failure artefacts stay
 
 [network]
 subnet = "10.213.0.0/24"    # krun0's subnet for `--network bridge`
@@ -29,7 +31,7 @@ MAX_BYTES = 1 << 20  # a few lines in practice
 
 # table -> key -> the Python type tomllib gives a valid value.
 KNOWN: dict[str, dict[str, type]] = {
-    "kontain": {"mode": str, "km": str, "km_sha256": str},
+    "kontain": {"mode": str, "km": str, "km_sha256": str, "init": str, "debug_dir": str},
     "network": {"subnet": str},
 }
 _TOML_TYPES = {str: "a string", bool: "a boolean", int: "an integer"}

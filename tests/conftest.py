@@ -175,3 +175,46 @@ _ids = iter(range(1_000_000))
 def cid(request: pytest.FixtureRequest) -> str:
     """A fresh container id; the `krt-` prefix lets the leak check find its cgroups."""
     return f"krt-{os.getpid()}-{next(_ids)}"
+
+
+KontainBundle = Callable[..., Path]
+PAYLOADS = REPO / "km_payloads"
+
+
+def payload_files() -> list[Path]:
+    """Everything km_payloads builds for a rootfs: payloads, the loader, scripts."""
+    return [*PAYLOADS.glob("*.km"), *PAYLOADS.glob("*.so"), *PAYLOADS.glob("*.sh")]
+
+
+@pytest.fixture
+def kbundle(tmp_path: Path) -> KontainBundle:
+    """A bundle whose rootfs holds ONLY payloads (no shell, no libc, no KM), or busybox
+    and the payloads."""
+    counter = iter(range(1000))
+
+    def make(args: list[str], kontain: dict[str, Any] | None = None, busybox: bool = False,
+             mutate: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        from krun.runtime.default_spec import default_spec
+
+        b = tmp_path / f"kbundle{next(counter)}"
+        b.mkdir()
+        rootfs = b / "rootfs"
+        if busybox:
+            shutil.copytree(ROOTFS, rootfs, symlinks=True)
+        else:
+            rootfs.mkdir()
+            (rootfs / "tmp").mkdir()
+        for payload in payload_files():
+            shutil.copy(payload, rootfs / payload.name)
+        config = default_spec()
+        config["process"].update(terminal=False, args=args)
+        config["root"]["readonly"] = False
+        if kontain is not None:
+            config["kontain"] = kontain
+        if mutate:
+            mutate(config)
+        (b / "config.json").write_text(json.dumps(config))
+        return b
+
+    tmp_path.chmod(0o755)
+    return make

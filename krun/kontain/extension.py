@@ -48,6 +48,8 @@ def _from_annotations(annotations: dict[str, str]) -> dict[str, Any]:
                               if v]}
     if km:
         ext["km"] = km
+    if annotations.get("app.kontain.debug") == "true":
+        ext["debug"] = True
     if "app.kontain.device" in annotations:
         ext["device"] = annotations["app.kontain.device"]
     return ext

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import stat
 
+from krun import fastjson as json
 from krun import log
 from krun.errors import KrunError
 from krun.kontain.extension import extension
@@ -61,18 +62,70 @@ def _devices(choice: str) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def km_options(ext: dict[str, Any], debug: bool) -> list[str]:
-    km = ext.get("km", {})
+DEBUG_IN_CONTAINER = "/run/kontain-debug"  # the host's debug dir, bind-mounted there
+
+
+def km_options(km: dict[str, Any], debug: bool, tag: str) -> list[str]:
+    """KM's options from the extension's `km` object. KM's messages go to the
+    container's stderr unless asked otherwise: KM's own default off a terminal is
+    /tmp/km_<pid>.log inside the container, lost with it (or never written, with no
+    /tmp). In debug mode its verbose log and core file go to the host's debug dir."""
     opts = []
     if km.get("verbose") or debug:
         opts.append("--verbose")
-    if km.get("log"):
-        opts.append(f"--km-log-to={km['log']}")
+    if debug:
+        opts += [f"--km-log-to={DEBUG_IN_CONTAINER}/km-{tag}.log",
+                 f"--coredump={DEBUG_IN_CONTAINER}/kmcore-{tag}"]
+    else:
+        opts.append(f"--km-log-to={km.get('log') or 'stderr'}")
     env = km.get("env", {})
     if env.get("policy") == "put":
         for var in env.get("vars", []):
             opts += ["--putenv", var]
     return opts
+
+
+def _debug_dir(container_id: str) -> str:
+    """A fresh host directory for one container's debug artefacts; it outlives the
+    container (delete leaves it), which is its point."""
+    import time
+
+    from krun.kontain.settings import debug_dir
+
+    base = debug_dir()
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    path = os.path.join(base, f"{container_id}-{time.strftime('%Y%m%dT%H%M%S')}")
+    for n in range(100):
+        try:
+            os.mkdir(path if n == 0 else f"{path}.{n}", 0o700)
+            return path if n == 0 else f"{path}.{n}"
+        except FileExistsError:
+            continue
+    raise KrunError(f"Kontain debug: cannot make a directory under {base}")
+
+
+def _krun_init() -> int:
+    """An executable fd for krun-init (native/init), verified like any host binary that
+    runs natively."""
+    from krun.kontain.settings import init_path
+
+    path = init_path()
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        raise KrunError(f"krun-init {path}: no such file or directory (scripts/setup "
+                        "installs it)") from None
+    real = os.path.realpath(path)
+    st = root_owned_chain(real, "krun-init")
+    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
+        raise KrunError(f"krun-init {path}: permission denied (not an executable file)")
+    fd = private_ro_fd(real, "krun-init", st)
+    try:
+        require_static_elf(fd, "krun-init", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _bind_mount_of(config: dict[str, Any], destination: str) -> dict[str, Any] | None:
@@ -128,41 +181,58 @@ class KontainHandler:
         self.debug = bool(getattr(g, "debug", False))
 
     @staticmethod
-    def _wrap(process: dict[str, Any], root: str, options: list[str]) -> None:
-        """process.args under KM: [km, options, payload resolved in `root`, args...]."""
+    def _wrap(process: dict[str, Any], root: str, options: list[str]) -> list[str]:
+        """process.args under KM: [km, options, payload resolved in `root`, args...].
+        Returns the payload's own argv, as KM will start it."""
         args = list(process.get("args") or [])
         if not args:
             raise KrunError("Kontain: the process has no payload to run")
         if args[0] == KM_IN_CONTAINER:
-            return  # already KM (executed from the verified descriptor all the same)
-        payload = find_executable(root, args[0], process.get("env", []),
-                                  process.get("cwd", "/"))
-        check_payload(root, payload)
+            return args  # already KM (and libcrun runs the verified KM all the same)
+        cwd = process.get("cwd", "/")
+        payload = find_executable(root, args[0], process.get("env", []), cwd)
+        check_payload(root, payload, cwd)
         process["args"] = [KM_IN_CONTAINER, *options, payload, *args[1:]]
+        return [payload, *args[1:]]
 
     def prepare_create(self, plan: CreatePlan) -> None:
         bundle = plan.bundle
         config = bundle.config
         ext = extension(config, plan.g.root)
         km = open_km(km_path(), km_pin())
-        plan.exec_pin = (km.dev, km.ino)
         devices = _devices(ext.get("device", "auto"))
-        options = km_options(ext, self.debug)
+        debug = self.debug or bool(ext.get("debug"))
+        host_debug = _debug_dir(plan.id) if debug else None
+        options = km_options(ext.get("km", {}), debug, "init")
         native_init = None
+        payload: list[str] = []
         process = config.get("process")
         if isinstance(process, dict):
             args = list(process.get("args") or [])
             init = host_init(args, config, bundle.rootfs)
             if init is None:
-                self._wrap(process, bundle.rootfs, options)
+                # krun-init is pid 1, KM its child: a payload's signal death then
+                # reaches the container's status at once (as pid 1, KM's re-raise of
+                # the signal is ignored, and it aborts after 2 s).
+                payload = self._wrap(process, bundle.rootfs, options)
+                prefix = ["krun-init", f"--km={km.dev}:{km.ino}"]
+                if host_debug:
+                    prefix += [f"--report={DEBUG_IN_CONTAINER}/report.txt",
+                               f"--report-where={host_debug}"]
+                process["args"] = [*prefix, "--", *process["args"]]
+                plan.exec_fd = _krun_init()
             else:
+                # The engine's init is pid 1 already; it starts KM (by path).
                 init_fd, cut = init
                 process["args"] = args[cut:]
-                self._wrap(process, bundle.rootfs, options)
+                payload = self._wrap(process, bundle.rootfs, options)
                 process["args"] = [*args[:cut], *process["args"]]
                 native_init = args[0]
-                plan.exec_pin = None  # the init starts KM, by path
                 plan.exec_fd = init_fd
+        if host_debug:
+            config.setdefault("mounts", []).append({
+                "destination": DEBUG_IN_CONTAINER, "type": "bind", "source": host_debug,
+                "options": ["rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"]})
         # Appended last so no other mount of the config can cover it.
         config.setdefault("mounts", []).append({
             "destination": KM_IN_CONTAINER, "type": "bind", "source": km.real,
@@ -177,18 +247,21 @@ class KontainHandler:
             resources.setdefault("devices", []).append({
                 "allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"})
         bundle.modified = True
-        if self.debug:
-            where = ext.get("km", {}).get("log") or "the container's stderr"
-            log.debug(f"Kontain: KM runs with --verbose; its log goes to {where}")
+        if host_debug:
+            log.warning(f"Kontain debug: KM's verbose log and core files, and a report if "
+                        f"the payload fails, go to {host_debug}")
+        annotations = {
+            "app.kontain.km.path": km.path,
+            "app.kontain.km.sha256": km.digest,
+            "app.kontain.device": ",".join(p for p, _ in devices),
+            "app.kontain.payload": json.dumps(payload),
+        }
+        if host_debug:
+            annotations["app.kontain.debug.dir"] = host_debug
         plan.journal.facts(
-            km_options=options, exec=ext.get("exec", {"policy": "km"}), km_sha256=km.digest,
-            km_file=[km.dev, km.ino], native_init=native_init,
-            annotations={
-                "app.kontain.km.path": km.path,
-                "app.kontain.km.sha256": km.digest,
-                "app.kontain.device": ",".join(p for p, _ in devices),
-                "app.kontain.payload": " ".join(config.get("process", {}).get("args", [])),
-            })
+            km_ext=ext.get("km", {}), exec=ext.get("exec", {"policy": "km"}),
+            km_sha256=km.digest, km_file=[km.dev, km.ino], native_init=native_init,
+            debug_dir=host_debug, annotations=annotations)
 
     def prepare_exec(self, plan: ExecPlan) -> None:
         record, process = plan.record, plan.process
@@ -219,9 +292,18 @@ class KontainHandler:
                 return
         # At exec no init stays native: it would start KM by path in a container
         # whose files its payloads may have rearranged.
-        options = [o for o in record.get("km_options") or [] if isinstance(o, str)]
-        self._wrap(process, plan.view, options)
+        host_debug = record.get("debug_dir") if isinstance(record.get("debug_dir"), str) \
+            else None
+        km_ext = record.get("km_ext") if isinstance(record.get("km_ext"), dict) else {}
+        import time
+
+        tag = f"exec-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        payload = self._wrap(process, plan.view, km_options(km_ext, bool(host_debug), tag))
         plan.exec_pin = (pinned[0], pinned[1])
+        if host_debug:
+            plan.failure_note = (f"Kontain debug: {json.dumps(payload)} failed ({{status}}); "
+                                 f"KM's log and core: {host_debug}/km-{tag}.log, "
+                                 f"kmcore-{tag}")
 
     @staticmethod
     def _allowed(allow: list[Any], process: dict[str, Any], view: str) -> int | None:

@@ -57,11 +57,18 @@ def _is_executable_file(rootfs: str, path: str) -> bool:
     return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
 
+def clean(path: str) -> str:
+    """`/app/./x.km` -> `/app/x.km`: `.` and repeated slashes go; `..` stays, since what
+    it means depends on the symlinks the kernel meets."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return "/" + "/".join(parts)
+
+
 def find_executable(rootfs: str, name: str, env: list[str], cwd: str) -> str:
     """args[0] as the container would exec it: a path (relative to cwd) or a PATH search.
     Returns the container path to give KM, which opens it in the container's own view."""
     if "/" in name:
-        path = name if name.startswith("/") else os.path.join(cwd or "/", name)
+        path = clean(name if name.startswith("/") else os.path.join(cwd or "/", name))
         try:
             os.close(open_in_root(rootfs, path, os.O_PATH))
         except OSError as e:
@@ -77,46 +84,97 @@ def find_executable(rootfs: str, name: str, env: list[str], cwd: str) -> str:
         if not directory:
             continue
         base = directory if directory.startswith("/") else os.path.join(cwd or "/", directory)
-        candidate = os.path.join(base, name)
+        candidate = clean(os.path.join(base, name))
         if _is_executable_file(rootfs, candidate):
             return candidate
     raise KrunError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def check_payload(rootfs: str, path: str) -> None:
-    """A KM payload: x86-64 little-endian ELF, no interpreter, every PT_LOAD >= 2 MiB."""
+ET_EXEC, ET_DYN, ET_CORE = 2, 3, 4
+PT_LOAD, PT_INTERP, PT_NOTE = 1, 3, 4
+SHEBANG_MAX = 256  # Linux's BINPRM_BUF_SIZE: a longer #! line is not a script to it
+
+
+def _open_payload(rootfs: str, path: str, what: str) -> int:
     try:
         # O_NONBLOCK: a FIFO planted as the payload must not hang the check.
         fd = open_in_root(rootfs, path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise KrunError(f"payload {path}: too many levels of symbolic links") from None
-        raise KrunError(f"payload {path}: {os.strerror(e.errno or 0).lower()}") from None
+            raise KrunError(f"{what}: too many levels of symbolic links") from None
+        raise KrunError(f"{what}: {os.strerror(e.errno or 0).lower()}") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        what = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise KrunError(f"payload {path}: {what} (permission denied)")
+        kind = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise KrunError(f"{what}: {kind} (permission denied)")
+    return fd
+
+
+def _in_dir(path: str, cwd: str) -> str:
+    return path if path.startswith("/") else os.path.join(cwd or "/", path)
+
+
+def check_payload(rootfs: str, path: str, cwd: str = "/", _via: str = "") -> None:
+    """What KM will run, checked the way KM runs it, refusing only what KM refuses:
+    - a static x86-64 ELF (ET_EXEC with every segment at >= 2 MiB, or ET_DYN);
+    - a dynamic one, whose PT_INTERP must resolve inside the root to such an ELF;
+    - a script, whose `#!` interpreter must likewise be an ELF payload;
+    - a KM snapshot (ET_CORE), which KM resumes."""
+    what = f"{_via}{path}" if _via else f"payload {path}"
+    fd = _open_payload(rootfs, path, what)
     with os.fdopen(fd, "rb") as f:
-        header = f.read(64)
+        header = f.read(SHEBANG_MAX)
+        if header[:2] == b"#!":
+            if _via:
+                raise KrunError(f"{what}: a script, which cannot be an interpreter")
+            line, newline, _ = header[2:].partition(b"\n")
+            if not newline:
+                raise KrunError(f"{what}: its #! line is longer than {SHEBANG_MAX - 1} bytes")
+            interp = line.strip().split(None, 1)[:1]
+            if not interp:
+                raise KrunError(f"{what}: an empty #! line")
+            name = interp[0].decode(errors="replace")
+            check_payload(rootfs, _in_dir(name, cwd), cwd, f"payload {path}: its interpreter ")
+            return
         if len(header) < 64 or header[:4] != b"\x7fELF":
-            raise KrunError(f"payload {path}: not an ELF file (exec format error)")
+            raise KrunError(f"{what}: not an ELF file or a script (exec format error)")
         if header[4] != 2 or header[5] != 1:
-            raise KrunError(f"payload {path}: not a 64-bit little-endian ELF")
+            raise KrunError(f"{what}: not a 64-bit little-endian ELF")
         e_type, e_machine = struct.unpack_from("<HH", header, 16)
         if e_machine != 62:
-            raise KrunError(f"payload {path}: not an x86-64 ELF (machine {e_machine})")
-        if e_type not in (2, 3):
-            raise KrunError(f"payload {path}: not an executable ELF (type {e_type})")
+            raise KrunError(f"{what}: not an x86-64 ELF (machine {e_machine})")
+        if e_type not in (ET_EXEC, ET_DYN, ET_CORE):
+            raise KrunError(f"{what}: not an executable ELF (type {e_type})")
         phoff, = struct.unpack_from("<Q", header, 32)
         phentsize, phnum = struct.unpack_from("<HH", header, 54)
+        if phentsize < 56 or phnum > 4096:
+            raise KrunError(f"{what}: truncated ELF program headers")
         f.seek(phoff)
         table = f.read(phentsize * phnum)
-    if len(table) < phentsize * phnum or phentsize < 56:
-        raise KrunError(f"payload {path}: truncated ELF program headers")
-    for i in range(phnum):
-        p_type, _, _, p_vaddr = struct.unpack_from("<IIQQ", table, i * phentsize)
-        if p_type == 3:  # PT_INTERP
-            raise KrunError(f"payload {path}: dynamically linked (KM runs static payloads)")
-        if p_type == 1 and e_type == 2 and p_vaddr < MIN_LOAD_ADDRESS:
-            raise KrunError(f"payload {path}: a segment loads at {p_vaddr:#x}, below 2 MiB")
+        if len(table) < phentsize * phnum:
+            raise KrunError(f"{what}: truncated ELF program headers")
+        interp = None
+        kinds = set()
+        for i in range(phnum):
+            p_type, _, p_offset, p_vaddr, _, p_filesz = struct.unpack_from("<IIQQQQ", table,
+                                                                          i * phentsize)
+            kinds.add(p_type)
+            if p_type == PT_INTERP:
+                if p_filesz > 4096:
+                    raise KrunError(f"{what}: its interpreter's name is too long")
+                f.seek(p_offset)
+                interp = f.read(p_filesz).split(b"\0", 1)[0].decode(errors="replace")
+            if p_type == PT_LOAD and e_type in (ET_EXEC, ET_CORE) and \
+                    p_vaddr < MIN_LOAD_ADDRESS:
+                raise KrunError(f"{what}: a segment loads at {p_vaddr:#x}, below 2 MiB")
+    if e_type == ET_CORE:
+        if _via or PT_NOTE not in kinds or PT_LOAD not in kinds:
+            raise KrunError(f"{what}: an ELF core file that is not a KM snapshot")
+        return
+    if interp is not None:
+        if _via:
+            raise KrunError(f"{what}: has an interpreter of its own ({interp})")
+        if not interp:
+            raise KrunError(f"{what}: an empty interpreter name")
+        check_payload(rootfs, _in_dir(interp, cwd), cwd, f"payload {path}: its interpreter ")

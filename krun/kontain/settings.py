@@ -11,6 +11,8 @@ from krun.errors import KrunError
 from krun.hostconfig import config_path, section
 
 DEFAULT_KM = "/opt/kontain/bin/km"
+DEFAULT_INIT = "/usr/local/libexec/krun/krun-init"
+DEFAULT_DEBUG_DIR = "/var/lib/krun/debug"
 MODES = ("auto", "always", "never")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -22,12 +24,25 @@ def kontain_mode(flag: str | None) -> str:
     return mode
 
 
-def km_path() -> str:
-    path = section("kontain").get("km", DEFAULT_KM)
+def _absolute(key: str, default: str) -> str:
+    path = section("kontain").get(key, default)
     if not path.startswith("/") or "\0" in path:
-        raise KrunError(f"{config_path()}: kontain.km: {path[:200]!r} must be an absolute "
+        raise KrunError(f"{config_path()}: kontain.{key}: {path[:200]!r} must be an absolute "
                         "path (and hold no NUL)")
     return path
+
+
+def km_path() -> str:
+    return _absolute("km", DEFAULT_KM)
+
+
+def init_path() -> str:
+    """krun-init (native/init), pid 1 in front of KM."""
+    return _absolute("init", DEFAULT_INIT)
+
+
+def debug_dir() -> str:
+    return _absolute("debug_dir", DEFAULT_DEBUG_DIR)
 
 
 def km_pin() -> str | None:

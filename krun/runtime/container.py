@@ -386,7 +386,10 @@ def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
     ctx.set(pid_file=_abs(opts.pid_file), console_socket=_abs(opts.console_socket),
             preserve_fds=opts.preserve_fds, detach=opts.detach)
     _exec_what(ctx, plan, opts.preserve_fds)
-    return libcrun.exec_process(ctx, container_id, json.dumps(process))
+    status = libcrun.exec_process(ctx, container_id, json.dumps(process))
+    if status and plan.failure_note and not opts.detach:
+        log.warning(plan.failure_note.format(status=f"exit status {status}"))
+    return status
 
 
 def _exec_what(ctx: Any, plan: CreatePlan | ExecPlan, preserve_fds: int) -> None:

@@ -52,6 +52,8 @@ class ExecPlan:
         self.process, self.view = process, view
         self.exec_fd: int | None = None
         self.exec_pin: tuple[int, int] | None = None
+        # Printed when a foreground exec fails ("{status}" is filled in).
+        self.failure_note: str | None = None
 
 
 class Handler(Protocol):

@@ -3,7 +3,7 @@
 Three images, as layer tarballs that `docker import` / `podman import` take as they are,
 or wrapped into an OCI image layout for `ctr image import`:
   busybox  the busybox-static rootfs (scripts/build-rootfs), plus /uname.km when built
-  kontain  ONLY a payload (/hello.km) and the /.kontain marker: no shell, no libc, no KM
+  kontain  ONLY payloads (/hello.km runs) and the /.kontain marker: no shell, no libc, no KM
   pause    busybox whose entrypoint waits for a signal: the CRI pod sandbox (infra)
            image, which containerd's CRI needs and no registry can provide here
 """
@@ -56,10 +56,14 @@ def busybox_layer(extra: dict[str, bytes] | None = None) -> bytes:
 
 
 def kontain_layer(payload_path: Path) -> bytes:
-    """Just the payload and the marker: whatever runs it can only be KM."""
+    """Just payloads and the marker: whatever runs them can only be KM. The image's
+    command runs `payload_path`; the other payloads km_payloads builds (signal deaths,
+    a SIGTERM handler, the loader...) are there for tests to name instead."""
     out = io.BytesIO()
+    others = [*PAYLOADS.glob("*.km"), *PAYLOADS.glob("*.so"), *PAYLOADS.glob("*.sh")]
     with tarfile.open(fileobj=out, mode="w") as tar:
-        _add(tar, f"./{payload_path.name}", payload_path.read_bytes())
+        for path in dict.fromkeys([payload_path, *sorted(others)]):
+            _add(tar, f"./{path.name}", path.read_bytes())
         _add(tar, "./.kontain", b"", 0o644)
     return out.getvalue()
 

@@ -136,6 +136,23 @@ def test_kontain_container_in_a_krun_pod(cri: Engine, tmp_path: Path) -> None:
         pod.remove()
 
 
+def test_kontain_signal_death_is_the_exit_code(cri: Engine, tmp_path: Path) -> None:
+    """The kubelet reads exitCode (restart policies): a payload's SIGILL is 132 at
+    once, not KM's 139 after 2 s as pid 1."""
+    image = cri.extra.get("kontain_image")
+    if not image:
+        pytest.skip(KONTAIN_WIP)
+    pod = Pod(cri, tmp_path)
+    try:
+        cid = pod.container("sigill", image, ["/sigill.km"])
+        cri("start", cid)
+        wait_for(lambda: pod.state(cid) == "CONTAINER_EXITED", what="the payload's exit")
+        assert json.loads(cri.out("inspect", cid))["status"]["exitCode"] == 132
+        cri("rm", cid)
+    finally:
+        pod.remove()
+
+
 def test_kontain_annotation_through_cri(cri: Engine, tmp_path: Path) -> None:
     # No always-Kontain handler on CRI engines: the annotation (passed through by
     # containerd's container_annotations, copied by CRI-O) asks for KM.

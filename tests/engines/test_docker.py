@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -229,6 +230,36 @@ def test_kontain_image_runs_its_payload_under_km(docker: Engine, name: str) -> N
         pytest.skip(KONTAIN_WIP)
     proc = docker("run", "--rm", "--runtime", "krun", "--name", name, image, check=False)
     assert (proc.returncode, proc.stdout) == (0, "Hello from Kontain!\n"), proc.stderr
+
+
+@pytest.mark.parametrize("payload,status", [("/sigill.km", 132), ("/sigsegv.km", 139)])
+def test_kontain_signal_death_is_the_exit_code(docker: Engine, name: str, payload: str,
+                                               status: int) -> None:
+    """krun-init is pid 1, so KM dies of the payload's signal and docker reports it (KM
+    as pid 1 would report 139 for everything, after 2 s). KM's own message reaches the
+    container's stderr."""
+    image = docker.extra["kontain_image"]
+    if not image:
+        pytest.skip(KONTAIN_WIP)
+    proc = docker("run", "--rm", "--runtime", "krun", "--name", name, image, payload,
+                  check=False)
+    assert proc.returncode == status, proc.stderr
+    assert proc.stderr.strip(), "KM's message did not reach docker"
+
+
+def test_kontain_docker_stop_runs_the_payloads_sigterm_handler(docker: Engine,
+                                                                name: str) -> None:
+    image = docker.extra["kontain_image"]
+    if not image:
+        pytest.skip(KONTAIN_WIP)
+    run_d(docker, name, image, "/sigterm.km")
+    wait_for(lambda: "ready" in docker.out("logs", name), what="the payload to start")
+    t0 = time.monotonic()
+    docker("stop", "-t", "20", name)
+    assert time.monotonic() - t0 < 10, "docker stop had to kill the container"
+    assert inspect(docker, name, "{{.State.ExitCode}}") == "0"
+    assert "got SIGTERM" in docker.out("logs", name)
+    docker("rm", name)
 
 
 def test_always_kontain_runtime_runs_busybox_image_payload_under_km(docker: Engine,

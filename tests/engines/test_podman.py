@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -137,6 +138,32 @@ def test_kontain_image_runs_its_payload_under_km(podman: Engine, name: str) -> N
         pytest.skip(KONTAIN_WIP)
     proc = podman("run", "--rm", "--runtime", "krun", "--name", name, image, check=False)
     assert (proc.returncode, proc.stdout) == (0, "Hello from Kontain!\n"), proc.stderr
+
+
+@pytest.mark.parametrize("payload,status", [("/sigill.km", 132), ("/sigsegv.km", 139)])
+def test_kontain_signal_death_is_the_exit_code(podman: Engine, name: str, payload: str,
+                                               status: int) -> None:
+    image = podman.extra["kontain_image"]
+    if not image:
+        pytest.skip(KONTAIN_WIP)
+    proc = podman("run", "--rm", "--runtime", "krun", "--name", name, image, payload,
+                  check=False)
+    assert proc.returncode == status, proc.stderr
+
+
+def test_kontain_podman_stop_runs_the_payloads_sigterm_handler(podman: Engine,
+                                                                name: str) -> None:
+    image = podman.extra["kontain_image"]
+    if not image:
+        pytest.skip(KONTAIN_WIP)
+    podman("run", "-d", "--runtime", "krun", "--name", name, image, "/sigterm.km")
+    wait_for(lambda: "ready" in podman.out("logs", name), what="the payload to start")
+    t0 = time.monotonic()
+    podman("stop", "-t", "20", name)
+    assert time.monotonic() - t0 < 10, "podman stop had to kill the container"
+    assert podman.out("inspect", "-f", "{{.State.ExitCode}}", name) == "0"
+    assert "got SIGTERM" in podman.out("logs", name)
+    podman("rm", name)
 
 
 def test_kontain_annotation_runs_a_busybox_image_payload_under_km(podman: Engine,
