@@ -115,13 +115,19 @@ def _krun_init() -> int:
     except FileNotFoundError:
         raise KrunError(f"krun-init {path}: no such file or directory (scripts/setup "
                         "installs it)") from None
+    return host_binary_fd(path, "krun-init")
+
+
+def host_binary_fd(path: str, what: str) -> int:
+    """An executable fd for a host binary that will run natively: root's (with every
+    directory above it), a static ELF, opened on a private read-only mount."""
     real = os.path.realpath(path)
-    st = root_owned_chain(real, "krun-init")
+    st = root_owned_chain(real, what)
     if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
-        raise KrunError(f"krun-init {path}: permission denied (not an executable file)")
-    fd = private_ro_fd(real, "krun-init", st)
+        raise KrunError(f"{what} {path}: permission denied (not an executable file)")
+    fd = private_ro_fd(real, what, st)
     try:
-        require_static_elf(fd, "krun-init", path)
+        require_static_elf(fd, what, path)
     except BaseException:
         os.close(fd)
         raise
@@ -161,16 +167,7 @@ def host_init(args: list[str], config: dict[str, Any], rootfs: str) -> tuple[int
     image = os.path.realpath(rootfs)
     if real == image or real.startswith(image + "/"):
         return None
-    st = root_owned_chain(real, "init")
-    if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
-        raise KrunError(f"init {source}: permission denied (not an executable file)")
-    fd = private_ro_fd(real, "init", st)
-    try:
-        require_static_elf(fd, "init", source)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, args.index("--", 1) + 1
+    return host_binary_fd(source, "init"), args.index("--", 1) + 1
 
 
 class KontainHandler:
