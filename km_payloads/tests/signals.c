@@ -31,15 +31,6 @@ static uint64_t current_mask(void)
     return m;
 }
 
-static long sys3(long nr, long a, long b, long c)
-{
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret), "+D"(a), "+S"(b), "+d"(c)
-                     : "a"(nr)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
 
 /* A restorer the way glibc and musl write it: rt_sigreturn with `syscall`. */
 void sys_restore(void);
@@ -90,7 +81,7 @@ static void basics(void)
     rt_printf("mask_restored=%s\n", ok(current_mask() == before));
 
     install(SIGUSR2, record, 0, 0, sys_restore);
-    r = sys3(__NR_kill, pid, SIGUSR2, 0);
+    r = rt_syscall_insn3(__NR_kill, pid, SIGUSR2, 0);
     rt_printf("syscall_restorer=%s\n", ok(r == 0 && hits[SIGUSR2] == 1));
 
     uint64_t usr1 = BIT(SIGUSR1), pending = 0;
@@ -245,7 +236,7 @@ static long timed_read(unsigned long flags, int via_syscall)
     char c;
     install(SIGALRM, feed, flags, 0, via_syscall ? sys_restore : rt_restore);
     timer(30000);
-    long n = via_syscall ? sys3(__NR_read, pipefd[0], (long)&c, 1) : rt_read(pipefd[0], &c, 1);
+    long n = via_syscall ? rt_syscall_insn3(__NR_read, pipefd[0], (long)&c, 1) : rt_read(pipefd[0], &c, 1);
     if (n == -EINTR)
         rt_read(pipefd[0], &c, 1);
     return n;

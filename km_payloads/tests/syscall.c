@@ -7,16 +7,6 @@
  */
 #include "km_rt.h"
 
-static long sys3(long nr, long a, long b, long c)
-{
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret), "+D"(a), "+S"(b), "+d"(c)
-                     : "a"(nr)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
-
 /* The kernel (and KM's trampoline) must leave every register but rax/rcx/r11 alone. */
 static int registers_preserved(void)
 {
@@ -35,11 +25,11 @@ int main(int argc, char **argv, char **envp)
     (void)argc, (void)argv, (void)envp;
     static const char msg[] = "syscall write ok\n";
 
-    if (sys3(__NR_write, 1, (long)msg, sizeof(msg) - 1) != sizeof(msg) - 1)
+    if (rt_syscall_insn3(__NR_write, 1, (long)msg, sizeof(msg) - 1) != sizeof(msg) - 1)
         return 1;
     rt_printf("registers=%s\n", registers_preserved() ? "ok" : "clobbered");
-    rt_printf("unimplemented=%s\n", rt_errname(sys3(500, 0, 0, 0)));
-    rt_printf("out_of_range=%s\n", rt_errname(sys3(100000, 0, 0, 0)));
-    sys3(__NR_exit_group, 7, 0, 0);
+    rt_printf("unimplemented=%s\n", rt_errname(rt_syscall_insn3(500, 0, 0, 0)));
+    rt_printf("out_of_range=%s\n", rt_errname(rt_syscall_insn3(100000, 0, 0, 0)));
+    rt_syscall_insn3(__NR_exit_group, 7, 0, 0);
     return 1;
 }

@@ -94,11 +94,11 @@ def _debug_dir(container_id: str) -> str:
 
     base = debug_dir()
     os.makedirs(base, mode=0o700, exist_ok=True)
-    path = os.path.join(base, f"{container_id}-{time.strftime('%Y%m%dT%H%M%S')}")
-    for n in range(100):
+    stem = os.path.join(base, f"{container_id}-{time.strftime('%Y%m%dT%H%M%S')}")
+    for path in (stem, *(f"{stem}.{n}" for n in range(1, 100))):
         try:
-            os.mkdir(path if n == 0 else f"{path}.{n}", 0o700)
-            return path if n == 0 else f"{path}.{n}"
+            os.mkdir(path, 0o700)
+            return path
         except FileExistsError:
             continue
     raise KrunError(f"Kontain debug: cannot make a directory under {base}")

@@ -11,7 +11,7 @@ import os
 import stat
 
 from krun.errors import KrunError
-from krun.kontain.native import root_owned_chain, sha256_fd
+from krun.kontain.native import root_owned_chain, same_file, sha256_fd
 
 KM_IN_CONTAINER = "/opt/kontain/bin/km"
 
@@ -56,9 +56,7 @@ def open_km(path: str, pin: str | None) -> HostKM:
     except OSError as e:
         raise KrunError(f"KM {path}: {os.strerror(e.errno or 0).lower()}") from None
     try:
-        opened = os.fstat(fd)
-        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
-            raise KrunError(f"KM {path}: replaced while it was checked: refused")
+        same_file(fd, st, "KM", path)
         digest = sha256_fd(fd)
     finally:
         os.close(fd)

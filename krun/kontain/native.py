@@ -57,7 +57,7 @@ def root_owned_chain(path: str, what: str) -> os.stat_result:
         current = os.path.dirname(current)
 
 
-def _same_file(fd: int, expect: os.stat_result, what: str, path: str) -> None:
+def same_file(fd: int, expect: os.stat_result, what: str, path: str) -> None:
     st = os.fstat(fd)
     if (st.st_dev, st.st_ino) != (expect.st_dev, expect.st_ino):
         raise KrunError(f"{what} {path}: replaced while it was checked: refused")
@@ -76,12 +76,12 @@ def private_ro_fd(path: str, what: str, expect: os.stat_result) -> int:
         except OSError as e:
             raise KrunError(f"{what} {path}: {_describe(e)}") from None
         try:
-            _same_file(src, expect, what, path)
+            same_file(src, expect, what, path)
             return sealed_copy(src, what, path)
         finally:
             os.close(src)
     try:
-        _same_file(fd, expect, what, path)
+        same_file(fd, expect, what, path)
     except BaseException:
         os.close(fd)
         raise
@@ -162,12 +162,3 @@ def require_static_elf(fd: int, what: str, path: str) -> None:
         if p_type == 3:  # PT_INTERP
             raise KrunError(f"{what} {path}: dynamically linked: its loader and libraries "
                             "would run natively unverified: refused")
-
-
-def above(fd: int, floor: int) -> int:
-    """`fd` moved to a number >= floor (past the fds libcrun passes on), close-on-exec."""
-    if fd >= floor:
-        return fd
-    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
-    os.close(fd)
-    return new

@@ -29,14 +29,19 @@ def open_in_root(rootfs: str, path: str, flags: int = os.O_RDONLY) -> int:
     return fd
 
 
+def _refused(what: str, e: OSError) -> KrunError:
+    """An open in the root that failed, worded as the kernel's errno reads."""
+    if e.errno == errno.ELOOP:
+        return KrunError(f"{what}: too many levels of symbolic links")
+    return KrunError(f"{what}: {os.strerror(e.errno or 0).lower()}")
+
+
 def resolve_in_root(rootfs: str, path: str) -> str:
     """The container path `path` with every symlink resolved inside rootfs."""
     try:
         fd = open_in_root(rootfs, path, os.O_PATH)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise KrunError(f"{path}: too many levels of symbolic links") from None
-        raise KrunError(f"{path}: {e.strerror.lower()}") from None
+        raise _refused(path, e) from None
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
     finally:
@@ -72,9 +77,7 @@ def find_executable(rootfs: str, name: str, env: list[str], cwd: str) -> str:
         try:
             os.close(open_in_root(rootfs, path, os.O_PATH))
         except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise KrunError(f"payload {name}: too many levels of symbolic links") from None
-            raise KrunError(f"payload {name}: {os.strerror(e.errno or 0).lower()}") from None
+            raise _refused(f"payload {name}", e) from None
         return path
     search = DEFAULT_PATH
     for entry in env:
@@ -100,9 +103,7 @@ def _open_payload(rootfs: str, path: str, what: str) -> int:
         # O_NONBLOCK: a FIFO planted as the payload must not hang the check.
         fd = open_in_root(rootfs, path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise KrunError(f"{what}: too many levels of symbolic links") from None
-        raise KrunError(f"{what}: {os.strerror(e.errno or 0).lower()}") from None
+        raise _refused(what, e) from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)

@@ -58,19 +58,24 @@ def safe_cgroup(path: str | None) -> str | None:
     return norm
 
 
-def hierarchies() -> list[str]:
-    """Mount points of every cgroup hierarchy (v1 controllers and the v2 tree)."""
+def _mounts() -> list[tuple[int, str, str]]:
+    """(mount id, mount point, file system type) of each line of our mountinfo."""
     found = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
                 sep = fields.index("-") if "-" in fields else -1
-                if sep > 0 and fields[sep + 1] in ("cgroup", "cgroup2"):
-                    found.append(fields[4].replace("\\040", " "))
+                if sep > 4 and len(fields) > sep + 1 and fields[0].isdigit():
+                    found.append((int(fields[0]), _unescape(fields[4]), fields[sep + 1]))
     except OSError:
         pass
     return found
+
+
+def hierarchies() -> list[str]:
+    """Mount points of every cgroup hierarchy (v1 controllers and the v2 tree)."""
+    return [point for _, point, fstype in _mounts() if fstype in ("cgroup", "cgroup2")]
 
 
 def _dirs_bottom_up(top: str) -> list[str]:
@@ -206,17 +211,8 @@ def _unescape(field: str) -> str:
 
 def mounts_below(path: str) -> list[tuple[int, str]]:
     """(mount id, mount point) of the host's mounts at or below `path`, in mount order."""
-    found = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                point = _unescape(fields[4])
-                if point == path or point.startswith(path + "/"):
-                    found.append((int(fields[0]), point))
-    except (OSError, ValueError, IndexError):
-        pass
-    return found
+    return [(mount_id, point) for mount_id, point, _ in _mounts()
+            if point == path or point.startswith(path + "/")]
 
 
 def unmount_new(rootfs: str, premounted: list[int]) -> list[str]:

@@ -143,7 +143,6 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
     pid_file, console_socket = _abs(opts.pid_file), _abs(opts.console_socket)
     journal = records.Journal.claim(g.root, container_id)
     keep = False
-    plan: CreatePlan | None = None
     try:
         journal.facts(runtime="krun", version=__version__, bundle=bundle.path)
         handlers = handlers_for_create(g, bundle, opts)
@@ -164,7 +163,7 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
         ctx.set(bundle=bundle.path, pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, no_pivot=opts.no_pivot,
                 no_new_keyring=opts.no_new_keyring, detach=opts.detach)
-        _exec_what(ctx, plan, preserve_fds)
+        ctx.execute(plan.exec_fd, plan.exec_pin, preserve_fds)
         # libcrun resolves the rootfs and relative paths against the cwd.
         os.chdir(bundle.path)
         if bundle.modified:
@@ -385,20 +384,9 @@ def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
     ctx = _context(g, container_id)
     ctx.set(pid_file=_abs(opts.pid_file), console_socket=_abs(opts.console_socket),
             preserve_fds=opts.preserve_fds, detach=opts.detach)
-    _exec_what(ctx, plan, opts.preserve_fds)
+    ctx.execute(plan.exec_fd, plan.exec_pin, opts.preserve_fds)
     status = libcrun.exec_process(ctx, container_id, json.dumps(process))
     if status and plan.failure_note and not opts.detach:
         log.warning(plan.failure_note.format(status=f"exit status {status}"))
     return status
 
-
-def _exec_what(ctx: Any, plan: CreatePlan | ExecPlan, preserve_fds: int) -> None:
-    """Tell libcrun what a handler verified for it to execute (patch 0004)."""
-    if plan.exec_fd is not None:
-        from krun.kontain.native import above
-
-        # Past the fds libcrun hands the process, so the process never gets it.
-        plan.exec_fd = above(plan.exec_fd, 3 + preserve_fds)
-        ctx.set(exec_fd=plan.exec_fd)
-    elif plan.exec_pin is not None:
-        ctx.set(exec_pin_dev=plan.exec_pin[0], exec_pin_ino=plan.exec_pin[1])

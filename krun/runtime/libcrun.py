@@ -57,6 +57,21 @@ class Context:
         self._keep.append(buf)
         return buf
 
+    def execute(self, fd: int | None, pin: tuple[int, int] | None, preserve_fds: int) -> None:
+        """What the process must execute, verified by the caller (krun's patch 0004):
+        the file `fd`, or args[0] if it is the (device, inode) `pin` on a read-only
+        mount. `fd` stays open until krun exits: a created init inherits it."""
+        if fd is not None:
+            import fcntl
+
+            # Past the fds libcrun hands the process, so the process never gets it.
+            floor = 3 + preserve_fds
+            if fd < floor:
+                fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+            self.ctx.exec_fd = fd
+        elif pin is not None:
+            self.ctx.exec_pin_dev, self.ctx.exec_pin_ino = pin
+
     def set(self, **fields: Any) -> None:
         for name, value in fields.items():
             if isinstance(value, str) or value is None:
