@@ -91,6 +91,8 @@ _PRESERVE = Opt("--preserve-fds", kind=INT, default=0, maximum=_fd_limit,
 _BUNDLE = Opt("--bundle", "-b", kind=VALUE, default=".", help="path to the OCI bundle")
 _CREATE_OPTS = (
     _BUNDLE, _CONSOLE, _PID_FILE, _PRESERVE,
+    Opt("--config", "-f", kind=VALUE, help="the config file (default: BUNDLE/config.json)"),
+    Opt("--no-subreaper", help="accepted for runc and crun; krun's init needs no subreaper"),
     Opt("--no-pivot", help="do not use pivot_root (for ramfs roots)"),
     Opt("--no-new-keyring", help="do not create a new session keyring"),
     Opt("--network", kind=VALUE, choices=("none", "host", "bridge"),
@@ -103,24 +105,33 @@ GLOBAL_OPTS: tuple[Opt, ...] = (
     Opt("--root", kind=VALUE, default="/run/krun", help="directory of krun's container state"),
     Opt("--log", kind=VALUE, help="log file (errors and warnings)"),
     Opt("--log-format", kind=VALUE, default="text", choices=("text", "json"), help="log format"),
-    Opt("--debug", help="verbose logging"),
-    Opt("--systemd-cgroup", help="use the systemd cgroup manager"),
+    Opt("--debug", help="also log what krun does (debug level)"),
+    Opt("--systemd-cgroup", help="use the systemd cgroup manager (--cgroup-manager systemd)"),
+    Opt("--cgroup-manager", kind=VALUE, choices=("cgroupfs", "systemd", "disabled"),
+        help="cgroupfs (default), systemd, or disabled: no cgroup at all"),
+    Opt("--rootless", kind=VALUE, choices=("true", "false", "auto"), default="auto",
+        help="ignore cgroup permission errors (true, false, auto: when not root)"),
+    Opt("--criu", kind=VALUE, help="accepted for runc; this build has no CRIU"),
     Opt("--kontain", kind=VALUE, choices=("auto", "always", "never"),
         help="when to run containers under KM (default from /etc/krun/krun.toml, else auto)"),
     Opt("--version", "-v", help="print the version and exit"),
+    Opt("--usage", help="print a short usage message and exit (crun)"),
 )
 
 COMMANDS: tuple[Cmd, ...] = (
     Cmd("create", "create a container from a bundle; it waits for `start`", _CREATE_OPTS),
     Cmd("start", "start a created container"),
     Cmd("run", "create and start a container", module="create", opts=
-        (*_CREATE_OPTS, Opt("--detach", "-d", help="detach from the container's process"))),
+        (*_CREATE_OPTS, Opt("--detach", "-d", help="detach from the container's process"),
+         Opt("--keep", help="do not delete the container after it exits"))),
     Cmd("state", "print the state of a container as JSON", module="info"),
     Cmd("kill", "send a signal to the container's init (or all its processes)",
-        (Opt("--all", "-a", help="signal every process of the container"),),
+        (Opt("--all", "-a", help="signal every process of the container"),
+         Opt("--regex", "-r", help="CONTAINER_ID is a regular expression: signal every match")),
         (Arg("container_id"), Arg("signal", required=False))),
     Cmd("delete", "delete a container's resources",
-        (Opt("--force", "-f", help="kill the container first if it is running or created"),)),
+        (Opt("--force", "-f", help="kill the container first if it is running or created"),
+         Opt("--regex", "-r", help="CONTAINER_ID is a regular expression: delete every match"))),
     Cmd("exec", "run a process in a running container", (
         Opt("--process", "-p", kind=VALUE, help="path to a process.json"),
         _CONSOLE, _PID_FILE, _PRESERVE,
@@ -134,23 +145,41 @@ COMMANDS: tuple[Cmd, ...] = (
         Opt("--no-new-privs", help="set no_new_privs for the process"),
         Opt("--process-label", kind=VALUE, help="SELinux label"),
         Opt("--apparmor", kind=VALUE, help="AppArmor profile"),
+        Opt("--cgroup", kind=VALUE,
+            help="run the process in an existing sub-cgroup: [CONTROLLER[,...]:]PATH"),
+        Opt("--ignore-paused", help="allow exec in a paused container"),
     ), rest="command"),
     Cmd("list", "list krun's containers", (
         Opt("--format", "-f", kind=VALUE, default="table", choices=("table", "json")),
         Opt("--quiet", "-q", help="print only the ids"),
     ), args=(), module="info"),
-    Cmd("ps", "list the processes of a container",
+    Cmd("ps", "list the processes of a container (table: the host's ps, with PS_OPTIONS)",
         (Opt("--format", "-f", kind=VALUE, default="table", choices=("table", "json")),),
-        module="info"),
+        rest="ps_options", module="info"),
+    Cmd("events", "print cgroup stats and OOM events of a container as JSON lines", (
+        Opt("--stats", help="print the stats once and exit"),
+        Opt("--interval", kind=VALUE, default="5s",
+            help="time between stats events (a Go duration: 500ms, 5s, 1m)"),
+    ), module="events"),
     Cmd("pause", "freeze every process of a container", module="pause"),
     Cmd("resume", "thaw a paused container", module="pause"),
     Cmd("update", "change a running container's resource limits", (
         Opt("--resources", "-r", kind=VALUE, help="resources JSON file, `-` for stdin"),
-        Opt("--memory", kind=VALUE, help="memory limit in bytes"),
-        Opt("--memory-swap", kind=VALUE, help="memory+swap limit in bytes"),
-        Opt("--cpu-shares", kind=VALUE), Opt("--cpu-quota", kind=VALUE),
-        Opt("--cpu-period", kind=VALUE), Opt("--cpuset-cpus", kind=VALUE),
-        Opt("--cpuset-mems", kind=VALUE), Opt("--pids-limit", kind=VALUE),
+        Opt("--memory", kind=VALUE, help="memory limit (bytes, or 50M, 1g...)"),
+        Opt("--memory-reservation", kind=VALUE, help="memory soft limit (bytes, or 50M...)"),
+        Opt("--memory-swap", kind=VALUE, help="memory+swap limit (-1: unlimited swap)"),
+        Opt("--kernel-memory", kind=VALUE, help="kernel memory limit (cgroup v1)"),
+        Opt("--kernel-memory-tcp", kind=VALUE, help="kernel TCP buffer limit (cgroup v1)"),
+        Opt("--cpu-share", kind=VALUE, help="CPU shares (relative weight)"),
+        Opt("--cpu-shares", kind=VALUE, help="the same as --cpu-share"),
+        Opt("--cpu-quota", kind=VALUE, help="CFS quota per period (us; -1: none)"),
+        Opt("--cpu-period", kind=VALUE, help="CFS period (us)"),
+        Opt("--cpu-rt-period", kind=VALUE, help="realtime period (us)"),
+        Opt("--cpu-rt-runtime", kind=VALUE, help="realtime runtime per period (us)"),
+        Opt("--cpuset-cpus", kind=VALUE, help="CPUs to use (0-3,5)"),
+        Opt("--cpuset-mems", kind=VALUE, help="memory nodes to use"),
+        Opt("--blkio-weight", kind=VALUE, help="block IO weight (10-1000)"),
+        Opt("--pids-limit", kind=VALUE, help="maximum number of pids (-1: none)"),
     )),
     Cmd("spec", "write a default config.json", (
         _BUNDLE, Opt("--rootless", help="a spec for an unprivileged user"),
@@ -254,8 +283,8 @@ def parse(argv: list[str]) -> tuple[SimpleNamespace, Cmd, SimpleNamespace]:
     """Parse argv (without the program name) into (globals, command, command options)."""
     gvalues, rest = _parse_opts(GLOBAL_OPTS, argv, None, False)
     g = SimpleNamespace(**gvalues)
-    if g.version:
-        return g, Cmd("version", "", args=()), SimpleNamespace()
+    if g.version or g.usage:
+        return g, Cmd("version" if g.version else "usage", "", args=()), SimpleNamespace()
     if not rest or rest[0] not in COMMANDS_BY_NAME:
         raise NeedClick
     cmd = COMMANDS_BY_NAME[rest[0]]
@@ -297,11 +326,13 @@ def dispatch(g: SimpleNamespace, cmd: Cmd, opts: SimpleNamespace) -> int:
     from krun.errors import KrunError
 
     log.configure(g.log, g.log_format, g.debug)
+    if g.debug:
+        log.debug(f"krun {cmd.name}: root {g.root}, options {vars(opts)}")
     try:
-        if cmd.name == "version":
-            from krun.commands.version import main as version_main
+        if cmd.name in ("version", "usage"):
+            from krun.commands import version
 
-            code = version_main(g, opts)
+            code = version.main(g, opts) if cmd.name == "version" else version.usage()
         else:
             module = __import__(f"krun.commands.{cmd.module_name}", fromlist=["main"])
             code = int(module.main(g, cmd.name, opts) or 0)

@@ -85,8 +85,9 @@ def _command(cmd: Cmd, invoke: Invoke) -> click.Command:
 def _group(invoke: Invoke) -> click.Group:
     @click.pass_context
     def callback(ctx: click.Context, **values: Any) -> None:
-        if values["version"]:
-            raise SystemExit(invoke(SimpleNamespace(**values), Cmd("version", "", args=()),
+        if values["version"] or values["usage"]:
+            name = "version" if values["version"] else "usage"
+            raise SystemExit(invoke(SimpleNamespace(**values), Cmd(name, "", args=()),
                                     SimpleNamespace()))
         if ctx.invoked_subcommand is None:
             click.echo(ctx.get_help())

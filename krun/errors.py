@@ -21,7 +21,10 @@ class KrunError(Exception):
 
 
 class AlreadyReported(KrunError):
-    """A failure whose one line a libcrun child process has printed already."""
+    """A failure whose one line libcrun has printed already (a failed hook, exec's
+    child). crun exits 255 then (its -1 return), and scripts test for it."""
+
+    exit_code = 255
 
     def __init__(self) -> None:
         super().__init__("")

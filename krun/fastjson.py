@@ -182,9 +182,16 @@ def loads(data: str | bytes) -> Any:
     return value
 
 
-def _dump(value: Any, indent: str | None, level: int, out: list[str], sort: bool) -> None:
+def _go_str(text: str) -> str:
+    # Go's encoding/json also escapes <, > and &.
+    return _encode_str(text).replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "&", "\\u0026")
+
+
+def _dump(value: Any, indent: str | None, level: int, out: list[str], sort: bool,
+          go: bool = False) -> None:
     if isinstance(value, str):
-        out.append(_encode_str(value))
+        out.append(_go_str(value) if go else _encode_str(value))
     elif value is True:
         out.append("true")
     elif value is False:
@@ -202,25 +209,28 @@ def _dump(value: Any, indent: str | None, level: int, out: list[str], sort: bool
             return
         open_, close = ("{", "}") if is_dict else ("[", "]")
         pad = "\n" + indent * (level + 1) if indent is not None else ""
-        sep = "," + pad if indent is not None else ", "
+        sep = "," + pad if indent is not None or go else ", "
         out.append(open_ + pad)
         for i, item in enumerate(items):
             if i:
                 out.append(sep)
             if is_dict:
                 key, val = item
-                out.append(_encode_str(str(key)) + ": ")
-                _dump(val, indent, level + 1, out, sort)
+                out.append((_go_str(str(key)) + ":") if go else (_encode_str(str(key)) + ": "))
+                _dump(val, indent, level + 1, out, sort, go)
             else:
-                _dump(item, indent, level + 1, out, sort)
+                _dump(item, indent, level + 1, out, sort, go)
         out.append(("\n" + indent * level if indent is not None else "") + close)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def dumps(value: Any, indent: int | None = None, sort_keys: bool = False) -> str:
+def dumps(value: Any, indent: int | None = None, sort_keys: bool = False,
+          go: bool = False) -> str:
+    """JSON text; `go`: on one line, compact and escaped as Go's encoding/json writes it
+    (runc's `list --format json` and `events`, which tools compare textually)."""
     out: list[str] = []
-    _dump(value, " " * indent if indent is not None else None, 0, out, sort_keys)
+    _dump(value, " " * indent if indent is not None else None, 0, out, sort_keys, go)
     return "".join(out)
 
 

@@ -50,8 +50,11 @@ def _emit(level: str, msg: str) -> None:
     msg = one_line(msg)
     if _log_format == "json":
         line = json.dumps({"level": level, "msg": msg, "time": _timestamp()}) + "\n"
+    elif _log_path or level == "debug":
+        # runc's text records (logrus): time="..." level=error msg="...".
+        line = f'time="{_timestamp()}" level={level} msg={json.dumps(msg)}\n'
     else:
-        line = f"{_timestamp()} {level}: {msg}\n" if _log_path else f"krun: {msg}\n"
+        line = f"krun: {msg}\n"
     if _log_path:
         try:
             fd = os.open(_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

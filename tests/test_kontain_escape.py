@@ -203,7 +203,7 @@ def test_exec_before_a_native_init_starts_is_refused(krun: Krun, image: Callable
     (b / "config.json").write_text(json.dumps(config))
     krun("create", "--bundle", str(b), cid)
     proc = krun("exec", cid, "/bin/busybox", "true", check=False)
-    assert proc.returncode == 1 and "start it first" in proc.stderr
+    assert proc.returncode == 255 and "start it first" in proc.stderr
     krun("start", cid)
     krun.wait_status(cid, "running")
     assert krun("exec", cid, "/hello.km").stdout == "Hello from Kontain!\n"

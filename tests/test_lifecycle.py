@@ -138,8 +138,10 @@ def test_exec_inline_and_process_file(krun: Krun, bundle: BundleFactory, cid: st
     while not (b / "rootfs" / "tmp" / "d").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert (b / "rootfs" / "tmp" / "d").read_text() == "detached\n"
+    # runc's table: the host's `ps -ef` header, then the container's lines only.
     table = krun("ps", cid).stdout.splitlines()
-    assert table[0].split()[:2] == ["PID", "PPID"] and len(table) == 3
+    assert table[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert len(table) == 3
     krun("kill", "--all", cid, "KILL")
     krun.wait_status(cid, "stopped")
     assert krun("exec", cid, "true", check=False).returncode != 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from krun import fastjson as json
-from krun.errors import UsageError
+from krun.errors import KrunError, UsageError
 from krun.runtime import container
 from krun.runtime.bundle import check_process, is_known_capability
 from krun.runtime.resources import U32
@@ -53,6 +53,18 @@ def _user(spec: str, base: dict[str, Any]) -> dict[str, Any]:
     return user
 
 
+def _check_sub_cgroup(path: str) -> None:
+    """exec --cgroup names a cgroup below the container's: libcrun appends it to the
+    container's path, so `..` would move the process into any cgroup of the host."""
+    if ":" in path:
+        raise UsageError(f"invalid --cgroup {path!r}: per-controller sub-cgroups "
+                         "(CONTROLLER:PATH) are not supported; give one PATH for all")
+    parts = path.strip("/").split("/")
+    if not path.strip("/") or any(p in ("", ".", "..") for p in parts) or "\0" in path:
+        raise UsageError(f"invalid --cgroup {path!r}: must be a path below the "
+                         "container's cgroup, without `.` or `..`")
+
+
 def _check_flags(o: SimpleNamespace) -> None:
     """The flags, before they touch the process: each error names its flag."""
     if o.cwd and not o.cwd.startswith("/"):
@@ -61,6 +73,8 @@ def _check_flags(o: SimpleNamespace) -> None:
         if _id_number(gid) is None:
             raise UsageError(f"invalid --additional-gids {gid!r}: expected a number from 0 "
                              f"to {U32.hi}")
+    if o.cgroup is not None:
+        _check_sub_cgroup(o.cgroup)
     for cap in o.cap:
         if not is_known_capability(cap):
             raise UsageError(f"invalid --cap {cap!r}: unknown capability")
@@ -95,8 +109,23 @@ def build_process(config: dict[str, Any], o: SimpleNamespace) -> dict[str, Any]:
     return process
 
 
+EXEC_FAILED = 255  # runc's status when exec fails before the process runs
+
+
 def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
     _check_flags(o)
+    try:
+        return _exec(g, o)
+    except UsageError:
+        raise
+    except KrunError as e:
+        # runc's convention, which engines rely on: 255 says the process never ran,
+        # any other status is the process's own.
+        e.exit_code = EXEC_FAILED
+        raise
+
+
+def _exec(g: SimpleNamespace, o: SimpleNamespace) -> int:
     st = container.load(g, o.container_id)
     if o.process:
         if o.command:
@@ -124,5 +153,6 @@ def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
     check_process(process, "$", "exec: the process")
     opts = container.ExecOptions(process=process, pid_file=o.pid_file,
                                  console_socket=o.console_socket,
-                                 preserve_fds=o.preserve_fds, detach=o.detach)
+                                 preserve_fds=o.preserve_fds, detach=o.detach,
+                                 cgroup=o.cgroup, ignore_paused=o.ignore_paused)
     return container.exec_process(g, st, opts)

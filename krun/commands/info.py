@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from types import SimpleNamespace
 
@@ -39,6 +38,20 @@ def _state(g: SimpleNamespace, o: SimpleNamespace) -> int:
     return 0
 
 
+def _runc_list_json(states: list[dict[str, Any]]) -> str:
+    """runc's `list --format json`: one line, compact, its field order, annotations
+    between created and owner and left out when empty (tools compare it textually)."""
+    rows = []
+    for s in states:
+        row = {k: s[k] for k in ("ociVersion", "id", "pid", "status", "bundle", "rootfs",
+                                 "created")}
+        if s["annotations"]:
+            row["annotations"] = s["annotations"]
+        row["owner"] = s["owner"]
+        rows.append(row)
+    return json.dumps(rows, go=True)
+
+
 def _list(g: SimpleNamespace, o: SimpleNamespace) -> int:
     states = []
     for cid in list_ids(g.root):
@@ -49,7 +62,7 @@ def _list(g: SimpleNamespace, o: SimpleNamespace) -> int:
     if o.quiet:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif o.format == "json":
-        sys.stdout.write(json.dumps(states) + "\n")
+        sys.stdout.write(_runc_list_json(states) + "\n")
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
@@ -65,29 +78,40 @@ def _list(g: SimpleNamespace, o: SimpleNamespace) -> int:
     return 0
 
 
-def _proc_row(pid: int) -> tuple[str, ...]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        ppid = stat[stat.rindex(b")") + 2:].split()[1].decode()
-        uid = str(os.stat(f"/proc/{pid}").st_uid)
-    except OSError:
-        return (str(pid), "-", "-", "")
-    return (str(pid), ppid, uid, cmd)
-
-
 def _ps(g: SimpleNamespace, o: SimpleNamespace) -> int:
+    """runc's ps: the host's `ps` (`-ef`, or the options given after the id), its header,
+    then only the lines of the container's processes."""
     from krun.runtime import container
 
     pids = container.pids(g, o.container_id)
     if o.format == "json":
         sys.stdout.write(json.dumps(pids) + "\n")
         return 0
-    rows = [("PID", "PPID", "UID", "CMD")] + [_proc_row(p) for p in pids]
-    for r in rows:
-        sys.stdout.write(f"{r[0]:<8} {r[1]:<8} {r[2]:<6} {r[3]}\n")
+    import subprocess
+
+    argv = ["ps", *(o.ps_options or ["-ef"])]
+    try:
+        out = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    except OSError as e:
+        raise KrunError(f"exec: \"ps\": {e.strerror.lower()}") from None
+    if out.returncode != 0:
+        from krun.log import one_line
+
+        raise KrunError(one_line(f"ps {' '.join(argv[1:])}: "
+                                 f"{out.stderr.decode(errors='replace').strip()}"))
+    lines = out.stdout.decode(errors="replace").splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise KrunError("couldn't find PID field in ps output")
+    column = header.index("PID")
+    wanted = {str(p) for p in pids}
+    sys.stdout.write(lines[0] + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column] in wanted:
+            sys.stdout.write(line + "\n")
     return 0
 
 

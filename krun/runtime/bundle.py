@@ -204,14 +204,17 @@ def check_config(config: Any, where: str = "config.json") -> None:
                                 "UTS namespace")
 
 
-def load_bundle(bundle: str) -> Bundle:
+def load_bundle(bundle: str, config_file: str | None = None) -> Bundle:
+    """The bundle at `bundle`, with its config.json or (crun's --config) `config_file`,
+    which is relative to the bundle as in crun."""
     path = os.path.abspath(bundle)
     if not os.path.isdir(path):
         raise KrunError(f"bundle {path}: no such file or directory"
                         if not os.path.exists(path) else f"bundle {path}: not a directory")
-    config_path = os.path.join(path, "config.json")
-    config = json.read_object(config_path, "config.json")
-    check_config(config)
+    config_path = os.path.join(path, config_file or "config.json")
+    label = os.path.basename(config_path) if config_file else "config.json"
+    config = json.read_object(config_path, label)
+    check_config(config, label)
     rootfs = os.path.join(path, config["root"]["path"])
     if not os.path.isdir(rootfs):
         raise KrunError(f"rootfs {rootfs}: no such file or directory")

@@ -36,19 +36,32 @@ class CreateOptions:
                  console_socket: str | None = None, preserve_fds: int = 0,
                  no_pivot: bool = False, no_new_keyring: bool = False, detach: bool = True,
                  run: bool = False, network: str | None = None, ip: str | None = None,
-                 publish: list[str] | None = None) -> None:
+                 publish: list[str] | None = None, config: str | None = None,
+                 keep: bool = False) -> None:
         self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
         self.preserve_fds, self.no_pivot = preserve_fds, no_pivot
         self.no_new_keyring = no_new_keyring
         self.detach, self.run = detach, run
         self.network, self.ip, self.publish = network, ip, publish or []
+        # crun's --config (relative to the bundle); runc's run --keep.
+        self.config, self.keep = config, keep
+
+
+def cgroup_manager(g: SimpleNamespace) -> str:
+    """crun's --cgroup-manager; runc's --systemd-cgroup is `systemd`."""
+    manager = getattr(g, "cgroup_manager", None)
+    return manager or ("systemd" if g.systemd_cgroup else "cgroupfs")
 
 
 def _context(g: SimpleNamespace, container_id: str | None) -> Any:
     from krun.runtime.libcrun import Context
 
-    return Context(g.root, container_id, log=g.log, log_format=g.log_format, debug=g.debug,
-                   systemd_cgroup=g.systemd_cgroup)
+    manager = cgroup_manager(g)
+    ctx = Context(g.root, container_id, log=g.log, log_format=g.log_format, debug=g.debug,
+                  systemd_cgroup=manager == "systemd")
+    if manager == "disabled":
+        ctx.set(force_no_cgroup=True)
+    return ctx
 
 
 def _abs(path: str | None) -> str | None:
@@ -112,6 +125,7 @@ def _undo(g: SimpleNamespace, container_id: str, steps: list[dict[str, Any]],
     left: list[str] = []
     for step in reversed(steps):
         by = step.get("by")
+        log.debug(f"undo {container_id}: {step.get('step')} made by {by}")
         try:
             if by == LIBCRUN_STATE:
                 left += _undo_libcrun_state(g, container_id, step, force)
@@ -139,7 +153,7 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
     """
     validate_id(container_id)
     ensure_root(g.root)
-    bundle = load_bundle(opts.bundle)
+    bundle = load_bundle(opts.bundle, opts.config)
     pid_file, console_socket = _abs(opts.pid_file), _abs(opts.console_socket)
     journal = records.Journal.claim(g.root, container_id)
     keep = False
@@ -149,6 +163,8 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
         plan = CreatePlan(g, bundle, container_id, journal, opts)
         if handlers:
             journal.facts(handlers=[h.name for h in handlers])
+        log.debug(f"create {container_id}: bundle {bundle.path}, config {bundle.config_path}, "
+                  f"handlers {[h.name for h in handlers]}, cgroup manager {cgroup_manager(g)}")
         for handler in handlers:
             handler.prepare_create(plan)
 
@@ -162,7 +178,8 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
             preserve_fds += int(listen_fds)
         ctx.set(bundle=bundle.path, pid_file=pid_file, console_socket=console_socket,
                 preserve_fds=preserve_fds, no_pivot=opts.no_pivot,
-                no_new_keyring=opts.no_new_keyring, detach=opts.detach)
+                no_new_keyring=opts.no_new_keyring, detach=opts.detach,
+                keep_stopped=opts.keep)
         ctx.execute(plan.exec_fd, plan.exec_pin, preserve_fds)
         # libcrun resolves the rootfs and relative paths against the cwd.
         os.chdir(bundle.path)
@@ -172,7 +189,7 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
             container = libcrun.Container.from_file(bundle.config_path)
         from krun.runtime import cleanup
 
-        state: dict[str, Any] = {"cgroup": None if g.systemd_cgroup
+        state: dict[str, Any] = {"cgroup": None if cgroup_manager(g) != "cgroupfs"
                                  else cleanup.predicted_cgroup(bundle.config, container_id)}
         if cleanup.shares_host_mounts(bundle.config):
             rootfs = os.path.realpath(bundle.rootfs)
@@ -180,10 +197,16 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
                          premounted=[i for i, _ in cleanup.mounts_below(rootfs)])
         step = journal.step("state", LIBCRUN_STATE, **state)
         try:
+            log.debug(f"libcrun {'run' if opts.run and not opts.detach else 'create'} "
+                      f"{container_id}" + (f" (exec fd {plan.exec_fd})" if plan.exec_fd
+                                            else f" (exec pin {plan.exec_pin})"
+                                            if plan.exec_pin else ""))
             if opts.run and not opts.detach:
-                # libcrun deletes a foreground run's container when it returns; the
-                # finally below undoes the rest.
-                return libcrun.run(ctx, container)
+                # libcrun deletes a foreground run's container when it returns (unless
+                # --keep); the finally below undoes the rest.
+                status = libcrun.run(ctx, container)
+                keep = opts.keep
+                return status
             libcrun.create(ctx, container)
         except LibcrunError as e:
             if "already exists" in e.message:
@@ -199,6 +222,7 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
     finally:
         left: list[str] = []
         if not keep:
+            log.debug(f"create {container_id} failed or ended: undoing its journal")
             left = _undo(g, container_id, journal.read()["steps"])
             for what in left:
                 log.warning(f"could not remove {what}")
@@ -217,11 +241,13 @@ def start(g: SimpleNamespace, container_id: str) -> None:
 def _start(g: SimpleNamespace, st: Status, ctx: Any) -> None:
     if not os.environ.get("NOTIFY_SOCKET") and not container_config(st).get(
             "hooks", {}).get("poststart"):
+        log.debug(f"start {st.id}: releasing the exec fifo (no libcrun needed)")
         _release_exec_fifo(st)
         return
     # sd_notify relaying and poststart hooks: libcrun's start does those.
     from krun.runtime import libcrun
 
+    log.debug(f"start {st.id}: through libcrun (sd_notify or poststart hooks)")
     libcrun.start(ctx or _context(g, st.id), st.id)
 
 
@@ -285,7 +311,10 @@ def kill(g: SimpleNamespace, container_id: str, signum: int, all_processes: bool
     st = load(g, container_id)
     if st.status == "stopped" and not all_processes:
         raise KrunError(f'container "{container_id}" is not running')
-    if not all_processes:
+    log.debug(f"kill {container_id}: signal {signum} to "
+              + ("its init" if not all_processes or signum == 0 else "every process"))
+    if not all_processes or signum == 0:
+        # Signal 0 sends nothing: the init alive means the container is running.
         _signal_init(st, signum)
         return
     # Every process of the container: libcrun walks (and freezes) the cgroup.
@@ -350,9 +379,11 @@ def pids(g: SimpleNamespace, container_id: str) -> list[int]:
 class ExecOptions:
     def __init__(self, process: dict[str, Any], pid_file: str | None = None,
                  console_socket: str | None = None, preserve_fds: int = 0,
-                 detach: bool = False) -> None:
+                 detach: bool = False, cgroup: str | None = None,
+                 ignore_paused: bool = False) -> None:
         self.process, self.pid_file, self.console_socket = process, pid_file, console_socket
         self.preserve_fds, self.detach = preserve_fds, detach
+        self.cgroup, self.ignore_paused = cgroup, ignore_paused
 
 
 def container_config(st: Status) -> dict[str, Any]:
@@ -366,8 +397,11 @@ def container_config(st: Status) -> dict[str, Any]:
 
 def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
     container_id = st.id
-    if st.status in ("stopped", "paused"):
-        raise KrunError(f'cannot exec in a {st.status} container "{container_id}"')
+    if st.status == "stopped":
+        raise KrunError(f'cannot exec in a stopped container "{container_id}"')
+    if st.status == "paused" and not opts.ignore_paused:
+        raise KrunError(f'cannot exec in a paused container "{container_id}" '
+                        "(use --ignore-paused to override)")
     process = opts.process
     check_process(process, "process")
     names = st.extra.get("handlers") or []
@@ -383,9 +417,13 @@ def exec_process(g: SimpleNamespace, st: Status, opts: ExecOptions) -> int:
 
     ctx = _context(g, container_id)
     ctx.set(pid_file=_abs(opts.pid_file), console_socket=_abs(opts.console_socket),
-            preserve_fds=opts.preserve_fds, detach=opts.detach)
+            preserve_fds=opts.preserve_fds, detach=opts.detach,
+            exec_ignore_paused=opts.ignore_paused)
     ctx.execute(plan.exec_fd, plan.exec_pin, opts.preserve_fds)
-    status = libcrun.exec_process(ctx, container_id, json.dumps(process))
+    log.debug(f"exec {container_id}: {process.get('args')}"
+              + (f" (exec fd {plan.exec_fd})" if plan.exec_fd else "")
+              + (f" in sub-cgroup {opts.cgroup}" if opts.cgroup else ""))
+    status = libcrun.exec_process(ctx, container_id, json.dumps(process), opts.cgroup)
     if status and plan.failure_note and not opts.detach:
         log.warning(plan.failure_note.format(status=f"exit status {status}"))
     return status

@@ -45,6 +45,7 @@ class Context:
             check(lib.libcrun_init_logging(ffi.addressof(self.ctx, "output_handler"),
                                            ffi.addressof(self.ctx, "output_handler_arg"),
                                            self.ctx.id, self._str(log), err), err)
+        lib.krun_use_output_handler(self.ctx)
         if log_format == "json":
             check(lib.libcrun_set_log_format(b"json", err), err)
         if debug:
@@ -126,7 +127,9 @@ class Container:
 
 def create(c: Context, container: Container) -> None:
     err = new_error()
-    check(lib.libcrun_container_create(c.ctx, container.handle, 0, err), err, "create")
+    # A failed hook is printed by libcrun itself, which then returns -1 with no error.
+    check(lib.libcrun_container_create(c.ctx, container.handle, 0, err), err, "create",
+          child_reports=True)
 
 
 def run(c: Context, container: Container) -> int:
@@ -190,10 +193,12 @@ def read_pids(c: Context, container_id: str) -> list[int]:
             lib.free(pids[0])
 
 
-def exec_process(c: Context, container_id: str, process_json: str) -> int:
-    """Foreground: the process's exit status; detached: 0."""
+def exec_process(c: Context, container_id: str, process_json: str,
+                 cgroup: str | None = None) -> int:
+    """Foreground: the process's exit status; detached: 0. `cgroup`: exec --cgroup."""
     err = new_error()
-    ret = lib.krun_exec_json(c.ctx, container_id.encode(), process_json.encode(), err)
+    ret = lib.krun_exec_json(c.ctx, container_id.encode(), process_json.encode(),
+                             os.fsencode(cgroup) if cgroup else ffi.NULL, err)
     if err[0] != ffi.NULL or ret < 0:
         check(-1, err, "exec", child_reports=True)
     return ret

@@ -107,6 +107,9 @@ class Journal:
     def step(self, kind: str, by: str, **data: Any) -> dict[str, Any]:
         """Write down that `by` is about to make `kind`; returns the step as recorded."""
         entry = {"step": kind, "by": by, **data}
+        from krun import log
+
+        log.debug(f"journal: {by} makes {kind} {json.dumps(data) if data else ''}")
         self._append(entry)
         return entry
 

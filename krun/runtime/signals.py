@@ -11,8 +11,8 @@ def parse_signal(text: str | None) -> int:
     if text is None or text == "":
         return int(signal.SIGTERM)
     if text.isascii() and text.isdigit():
-        num = int(text) if len(text) <= 3 else 0  # int() of 5000 digits would raise
-        if 0 < num <= signal.SIGRTMAX:
+        num = int(text) if len(text) <= 3 else -1  # int() of 5000 digits would raise
+        if 0 <= num <= signal.SIGRTMAX:  # 0: only check the process exists
             return num
         raise KrunError(f"invalid signal: {text}")
     name = text.upper()

@@ -131,3 +131,20 @@ def read_status(root: str, container_id: str) -> Status:
 def list_ids(root: str) -> list[str]:
     """Ids of the containers krun owns under root; others' entries (runc's, crun's) skipped."""
     return [i for i in record_ids(root) if os.path.isfile(os.path.join(root, i, "status"))]
+
+
+MAX_REGEX = 4096
+
+
+def ids_matching(root: str, pattern: str) -> list[str]:
+    """crun's --regex: every id under root the pattern matches anywhere (crun uses
+    regexec, which is unanchored: write ^...$ for whole ids)."""
+    import re
+
+    if len(pattern) > MAX_REGEX:
+        raise KrunError(f"invalid regular expression: longer than {MAX_REGEX} characters")
+    try:
+        regex = re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        raise KrunError(f"invalid regular expression {pattern}") from None
+    return [i for i in record_ids(root) if regex.search(i)]

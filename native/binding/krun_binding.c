@@ -1,7 +1,9 @@
 /* Small C helpers compiled into krun's libcrun extension module. */
+#include <config.h>
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <unistd.h>
 #include <yajl/yajl_tree.h>
 #include <libcrun/container.h>
 #include <libcrun/status.h>
@@ -11,7 +13,8 @@
    builds the process in memory (inline args, Kontain rewrites), so parse it here rather
    than round-trip through a temporary file. */
 int
-krun_exec_json (libcrun_context_t *context, const char *id, const char *process_json, libcrun_error_t *err)
+krun_exec_json (libcrun_context_t *context, const char *id, const char *process_json,
+                const char *cgroup, libcrun_error_t *err)
 {
   struct parser_context ctx = { 0, NULL };
   parser_error parser_err = NULL;
@@ -38,6 +41,7 @@ krun_exec_json (libcrun_context_t *context, const char *id, const char *process_
   memset (&opts, 0, sizeof (opts));
   opts.struct_size = sizeof (opts);
   opts.process = process;
+  opts.cgroup = cgroup; /* exec --cgroup: a sub-cgroup of the container, or NULL */
   ret = libcrun_container_exec_with_options (context, id, &opts, err);
   free_runtime_spec_schema_config_schema_process (process);
   return ret;
@@ -114,4 +118,70 @@ int
 krun_umount (const char *target, int flags)
 {
   return umount2 (target, flags) < 0 ? -errno : 0;
+}
+
+/* libcrun calls a context's output handler for two things: warnings the container's
+   init sends over the sync socket, and, when a foreground container with a terminal
+   exits before the wait loop copied everything, the rest of the pty's output
+   (flush_fd_to_err). With no handler set, the first dereferences NULL and the second
+   loses the container's last output. The output is the container's: it goes to stdout
+   raw, as the wait loop copies it; warnings go through libcrun's logging, so they reach
+   --log in the format it was given. */
+static void
+krun_output_handler (int errno_, const char *msg, bool warning, void *arg)
+{
+  (void) arg;
+  if (! warning && errno_ == 0)
+    {
+      size_t len = strlen (msg);
+      while (len > 0)
+        {
+          ssize_t n = write (1, msg, len);
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n <= 0)
+            return;
+          msg += n;
+          len -= n;
+        }
+      return;
+    }
+  if (errno_)
+    libcrun_warning ("%s: %s", msg, strerror (errno_));
+  else
+    libcrun_warning ("%s", msg);
+}
+
+void
+krun_use_output_handler (libcrun_context_t *context)
+{
+  /* output_handler_arg stays: with --log it is the log's FILE, where libcrun writes
+     some warnings directly.  */
+  context->output_handler = krun_output_handler;
+}
+
+/* The feature line of `krun --version`, in crun's shape: what this libcrun build was
+   configured with (tools parse it; crun's own tests skip sd-notify without +SYSTEMD).
+   SELinux and AppArmor need no library: libcrun writes their attributes itself. */
+const char *
+krun_build_features (void)
+{
+  return ""
+#ifdef HAVE_SYSTEMD
+         "+SYSTEMD "
+#endif
+         "+SELINUX +APPARMOR "
+#ifdef HAVE_CAP
+         "+CAP "
+#endif
+#ifdef HAVE_SECCOMP
+         "+SECCOMP "
+#endif
+#ifdef HAVE_EBPF
+         "+EBPF "
+#endif
+#ifdef HAVE_CRIU
+         "+CRIU "
+#endif
+         "+YAJL";
 }
