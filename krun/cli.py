@@ -366,6 +366,9 @@ def _exit(code: int) -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
+        binding = sys.modules.get("krun.runtime._libcrun")
+        if binding is not None:
+            binding.lib.krun_flush_stdio()  # libcrun's --log FILE is a C stream
     finally:
         os._exit(code)
 

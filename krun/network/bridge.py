@@ -57,6 +57,18 @@ def wire(container_id: str, pid: int, address: str, prefix: int, gateway: str) -
         ns.route("add", dst="0.0.0.0/0", gateway=gateway)
 
 
+def _delete_link(ip: object, index: int) -> None:
+    """Delete a link that may go away by itself meanwhile: a veth dies with its
+    container's netns, and a concurrent delete may remove the bridge first."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        ip.link("del", index=index)  # type: ignore[attr-defined]
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise
+
+
 def remove_bridge_if_unused() -> None:
     from pyroute2.iproute.linux import IPRoute
 
@@ -66,7 +78,7 @@ def remove_bridge_if_unused() -> None:
             return
         ports = [link for link in ip.get_links() if link.get_attr("IFLA_MASTER") == found[0]]
         if not ports:
-            ip.link("del", index=found[0])
+            _delete_link(ip, found[0])
 
 
 def remove_veth(container_id: str) -> None:
@@ -76,4 +88,4 @@ def remove_veth(container_id: str) -> None:
     with IPRoute() as ip:
         found = ip.link_lookup(ifname=veth_name(container_id))
         if found:
-            ip.link("del", index=found[0])
+            _delete_link(ip, found[0])

@@ -107,16 +107,32 @@ def _thaw(dirs: list[str]) -> None:
                 pass
 
 
-def remove_cgroup(path: str | None) -> list[str]:
+def existing_cgroup_dirs(path: str | None) -> list[str]:
+    """The directories `path` already has, hierarchy by hierarchy: looked at before
+    create, they are the user's (a cgroupsPath naming an existing cgroup), not the
+    container's, and remove_cgroup(path, keep=them) leaves them alone."""
+    norm = safe_cgroup(path)
+    if norm is None:
+        return []
+    return [m + norm for m in hierarchies() if os.path.isdir(m + norm)]
+
+
+def remove_cgroup(path: str | None, keep: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Kill every process in the cgroup and remove it (with any sub-cgroups) in every
-    hierarchy. Returns what could not be removed, as messages."""
+    hierarchy. Returns what could not be removed, as messages.
+
+    `keep`: directories that existed before the container (existing_cgroup_dirs at
+    create). A create libcrun refused (a frozen cgroup) or that failed before libcrun
+    wrote its status must not thaw, empty or remove a cgroup it did not make: those
+    are neither killed nor removed (sub-cgroups the container made below them are)."""
     norm = safe_cgroup(path)
     if norm is None:
         return []
     tops = [m + norm for m in hierarchies() if os.path.isdir(m + norm)]
     if not tops:
         return []
-    dirs = [d for top in tops for d in _dirs_bottom_up(top)]
+    kept = {os.path.normpath(k) for k in keep if isinstance(k, str)}
+    dirs = [d for top in tops for d in _dirs_bottom_up(top) if os.path.normpath(d) not in kept]
     deadline = time.monotonic() + KILL_TIMEOUT
     while True:
         pids = _pids(dirs)

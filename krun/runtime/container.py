@@ -107,8 +107,10 @@ def _undo_libcrun_state(g: SimpleNamespace, container_id: str, step: dict[str, A
     elif os.path.lexists(state_dir) and not step.get("cgroup"):
         cgroups.append(cleanup.state_dir_cgroup(state_dir, container_id))
     left: list[str] = []
+    existed = step.get("cgroup_existed")
+    keep = [d for d in existed if isinstance(d, str)] if isinstance(existed, list) else []
     for path in dict.fromkeys(c for c in cgroups if c):
-        left += cleanup.remove_cgroup(path)
+        left += cleanup.remove_cgroup(path, keep=keep)
     if step.get("host_rootfs"):
         premounted = step.get("premounted")
         left += cleanup.unmount_new(step["host_rootfs"],
@@ -191,6 +193,9 @@ def create(g: SimpleNamespace, container_id: str, opts: CreateOptions) -> int:
 
         state: dict[str, Any] = {"cgroup": None if cgroup_manager(g) != "cgroupfs"
                                  else cleanup.predicted_cgroup(bundle.config, container_id)}
+        existed = cleanup.existing_cgroup_dirs(state["cgroup"])
+        if existed:  # the user's cgroup (cgroupsPath): undo must not thaw or remove it
+            state["cgroup_existed"] = existed
         if cleanup.shares_host_mounts(bundle.config):
             rootfs = os.path.realpath(bundle.rootfs)
             state.update(host_rootfs=rootfs,

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <errno.h>
 #include <unistd.h>
+#include <stdio.h>
 #include <yajl/yajl_tree.h>
 #include <libcrun/container.h>
 #include <libcrun/status.h>
@@ -184,4 +185,13 @@ krun_build_features (void)
          "+CRIU "
 #endif
          "+YAJL";
+}
+
+/* krun leaves with _exit (no interpreter teardown), which skips C stdio's flush: the
+   --log FILE libcrun opened is block-buffered unless it logs warnings, and its last
+   records would be lost. */
+void
+krun_flush_stdio (void)
+{
+  fflush (NULL);
 }
