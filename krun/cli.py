@@ -101,8 +101,19 @@ _CREATE_OPTS = (
     Opt("--publish", "-p", kind=MULTI, help="with bridge: HOST_PORT:CONTAINER_PORT[/tcp|udp]"),
 )
 
+def _default_root() -> str:
+    """runc's and crun's rule: a non-root user's state lives in $XDG_RUNTIME_DIR (a
+    private tmpfs the login made), root's in /run."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() != 0:
+        return os.path.join(xdg or f"/run/user/{os.geteuid()}", "krun")
+    return "/run/krun"
+
+
 GLOBAL_OPTS: tuple[Opt, ...] = (
-    Opt("--root", kind=VALUE, default="/run/krun", help="directory of krun's container state"),
+    Opt("--root", kind=VALUE, default=_default_root(),
+        help="directory of krun's container state (default: /run/krun for root, else "
+             "$XDG_RUNTIME_DIR/krun)"),
     Opt("--log", kind=VALUE, help="log file (errors and warnings)"),
     Opt("--log-format", kind=VALUE, default="text", choices=("text", "json"), help="log format"),
     Opt("--debug", help="also log what krun does (debug level)"),

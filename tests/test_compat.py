@@ -325,3 +325,19 @@ def test_terminal_output_survives_a_slow_parent(krun: Krun, bundle: BundleFactor
         lost += b"tty-output-line" not in out
     assert lost == 0, f"output lost in {lost} of 10 runs"
     assert krun("list", "-q").stdout == ""
+
+
+def test_default_root_of_a_non_root_user_is_xdg_runtime_dir(krun: Krun,
+                                                           tmp_path: Path) -> None:
+    """runc's and crun's rule; /run/krun is root's. (`nobody` cannot write /run.)"""
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    os.chown(xdg, 65534, 65534)
+    script = f"XDG_RUNTIME_DIR={xdg} {krun_binary()} --version"
+    out = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c", script],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert f"rundir: {xdg}/krun" in out.stdout.splitlines()
+    # Root's default is unchanged.
+    assert "rundir: /run/krun" in subprocess.run([krun_binary(), "--version"],
+                                                 capture_output=True, text=True).stdout
