@@ -198,6 +198,9 @@ COMMANDS: tuple[Cmd, ...] = (
         Opt("--payload", kind=VALUE, help="with --kontain: the payload to run"),
     ), args=()),
     Cmd("features", "print the OCI features krun supports as JSON", args=()),
+    Cmd("check", "diagnose the host: can krun run containers, and Kontain ones",
+        (Opt("--format", "-f", kind=VALUE, default="text", choices=("text", "json")),),
+        args=(), module="check"),
     Cmd("install", "register krun with container engines (docker, podman, containerd, CRI-O, "
         "Kubernetes)", (
         Opt("--engine", kind=VALUE, default="all",

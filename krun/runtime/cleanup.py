@@ -67,7 +67,8 @@ def _mounts() -> list[tuple[int, str, str]]:
                 fields = line.split()
                 sep = fields.index("-") if "-" in fields else -1
                 if sep > 4 and len(fields) > sep + 1 and fields[0].isdigit():
-                    found.append((int(fields[0]), _unescape(fields[4]), fields[sep + 1]))
+                    found.append((int(fields[0]), unescape_mountinfo(fields[4]),
+                                  fields[sep + 1]))
     except OSError:
         pass
     return found
@@ -210,7 +211,7 @@ def shares_host_mounts(config: dict[str, Any]) -> bool:
     return not any(isinstance(n, dict) and n.get("type") == "mount" for n in namespaces)
 
 
-def _unescape(field: str) -> str:
+def unescape_mountinfo(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
     if "\\" not in field:
         return field
