@@ -11,20 +11,18 @@ are compared side by side, and krun is judged against expectations.toml.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
-import errno
-import fcntl
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import harnesslib as hl
 
 try:
     import tomllib
@@ -33,8 +31,9 @@ except ImportError:  # pragma: no cover - Debian 12 has Python 3.11
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-KRUN_CACHE = Path(os.environ.get("KRUN_CACHE", "/var/cache/krun"))
+KRUN_CACHE = hl.KRUN_CACHE
 DEFAULT_TIMEOUT = 120.0
+WORK_PREFIX = "krun-conformance."
 
 # --------------------------------------------------------------------------
 # TAP parsing
@@ -428,133 +427,25 @@ def judge(a: FileResult, anchor: FileResult | None, exp: Expectation | None) -> 
 
 
 # --------------------------------------------------------------------------
-# Process, mount and cgroup hygiene
+# Mount and cgroup hygiene: which of them are the suite's (the rest is harnesslib)
 # --------------------------------------------------------------------------
 
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(pgid, sid) of a live process, or None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rfind(")") + 2:].split()
-    # rest[0]=state rest[1]=ppid rest[2]=pgrp rest[3]=session
-    if rest[0] in ("Z", "X"):
-        return None
-    return int(rest[2]), int(rest[3])
-
-
-def session_members(sid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        pid = int(d)
-        st = _proc_stat(pid)
-        if st and (st[1] == sid or st[0] == sid) and pid != os.getpid():
-            out.append(pid)
-    return out
-
-
-def kill_session(sid: int) -> int:
-    """SIGKILL the process group and every process of session `sid`."""
-    killed = 0
-    for _ in range(20):
-        try:
-            os.killpg(sid, signal.SIGKILL)
-        except OSError:
-            pass
-        members = session_members(sid)
-        if not members:
-            break
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
-        time.sleep(0.05)
-    return killed
-
-
-def _unescape_mount(s: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
-
-
-def mountpoints() -> list[str]:
-    out = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 4:
-                    out.append(_unescape_mount(parts[4]))
-    except OSError:
-        pass
-    return out
-
-
-_libc = None
-
-
-def _umount_detach(path: str) -> bool:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    MNT_DETACH = 2
-    if _libc.umount2(path.encode(), MNT_DETACH) == 0:
-        return True
-    return ctypes.get_errno() in (errno.EINVAL, errno.ENOENT)
-
-
 def cleanup_mounts(under: str, before: set[str]) -> list[str]:
-    """Unmount every mount under `under`, and every new mount of a suite bundle."""
-    under = under.rstrip("/") + "/"
-    removed = []
-    for _ in range(10):
-        todo = [m for m in mountpoints()
-                if m.startswith(under) or (m not in before and "/ocitest" in m)]
-        if not todo:
-            break
-        for m in sorted(set(todo), key=len, reverse=True):
-            if _umount_detach(m):
-                removed.append(m)
-    return removed
-
-
-def mounts_under(path: str) -> list[str]:
-    p = path.rstrip("/") + "/"
-    return [m for m in mountpoints() if m.startswith(p) or m == path]
-
-
-def cgroup_roots() -> list[str]:
-    roots = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                pre, _, post = line.partition(" - ")
-                fstype = post.split()[0] if post else ""
-                if fstype in ("cgroup", "cgroup2"):
-                    roots.append(_unescape_mount(pre.split()[4]))
-    except OSError:
-        pass
-    return roots
+    """Unmount every mount at or below `under`, and every mount of a suite bundle
+    (a path holding "/ocitest") that is not in `before`: linux_ns_itype runs its
+    container without a mount namespace, so the container's mounts land in ours."""
+    return hl.cleanup_mounts(under, also=lambda m: m not in before and "/ocitest" in m)
 
 
 def _is_test_cgroup(name: str) -> bool:
     return name.startswith("cgrouptest")
 
 
-def cleanup_cgroups(max_depth: int = 6) -> list[str]:
-    """Remove the suite's cgroups (`/cgrouptest`, `<own>/testdir/cgrouptest/...`).
-
-    Only directories named cgrouptest* and their subtrees are touched (plus an
-    emptied parent named `testdir`); processes still inside are killed first.
-    """
-    removed = []
-    for root in cgroup_roots():
-        found = []
+def suite_cgroups(max_depth: int = 6) -> list[str]:
+    """The suite's cgroups in every hierarchy: directories named cgrouptest* (the
+    suite's `/cgrouptest`, `<own>/testdir/cgrouptest/...`) down to `max_depth`."""
+    found = []
+    for root in hl.cgroup_roots():
         for dirpath, dirnames, _ in os.walk(root):
             depth = dirpath[len(root):].count("/")
             for d in list(dirnames):
@@ -563,50 +454,22 @@ def cleanup_cgroups(max_depth: int = 6) -> list[str]:
                     dirnames.remove(d)
             if depth >= max_depth:
                 dirnames[:] = []
-        for top in found:
-            subtree = [dp for dp, _, _ in os.walk(top)]
-            for dp in sorted(subtree, key=len, reverse=True):
-                _kill_cgroup_procs(dp)
-                for _ in range(20):
-                    try:
-                        os.rmdir(dp)
-                        removed.append(dp)
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:
-                        time.sleep(0.05)
-            parent = os.path.dirname(top)
-            if os.path.basename(parent) == "testdir":
-                try:
-                    os.rmdir(parent)
-                    removed.append(parent)
-                except OSError:
-                    pass
+    return found
+
+
+def cleanup_cgroups() -> list[str]:
+    """Remove the suite's cgroups (suite_cgroups) and their subtrees, killing what is
+    still inside, then each emptied parent named `testdir`. Returns what went."""
+    found = suite_cgroups()
+    removed = hl.remove_cgroup_trees(found)
+    for parent in sorted({os.path.dirname(top) for top in found}):
+        if os.path.basename(parent) == "testdir":
+            try:
+                os.rmdir(parent)
+                removed.append(parent)
+            except OSError:
+                pass
     return removed
-
-
-def _kill_cgroup_procs(path: str) -> None:
-    try:
-        with open(os.path.join(path, "cgroup.procs")) as f:
-            pids = [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        return
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def safe_rmtree(path: str) -> bool:
-    """rm -rf that refuses to run while anything is mounted below `path`."""
-    if not os.path.exists(path):
-        return True
-    if mounts_under(path):
-        return False
-    shutil.rmtree(path, ignore_errors=True)
-    return not os.path.exists(path)
 
 
 # --------------------------------------------------------------------------
@@ -626,57 +489,19 @@ class Runtime:
         self.wrapper = str(workdir / f"{self.label}.sh")
         with open(self.wrapper, "w") as f:
             f.write("#!/bin/sh\n")
-            f.write(f"exec {sh_quote(self.binary)} --root {sh_quote(self.root)} \"$@\"\n")
+            f.write(f"exec {hl.sh_quote(self.binary)} --root {hl.sh_quote(self.root)} \"$@\"\n")
         os.chmod(self.wrapper, 0o755)
-        try:
-            out = subprocess.run([self.binary, "--version"], capture_output=True,
-                                 text=True, timeout=20)
-            self.version = (out.stdout or out.stderr).strip().splitlines()[0] \
-                if (out.stdout or out.stderr).strip() else f"exit {out.returncode}"
-        except (OSError, subprocess.TimeoutExpired) as e:
-            self.version = f"unknown ({e})"
+        self.version = hl.runtime_version(self.binary)
 
     def cleanup_containers(self) -> list[str]:
-        """`delete --force` each container left in the private root, then rm the root."""
-        left = []
-        if os.path.isdir(self.root):
-            for cid in sorted(os.listdir(self.root)):
-                if not os.path.isdir(os.path.join(self.root, cid)):
-                    continue
-                left.append(cid)
-                try:
-                    subprocess.run([self.wrapper, "delete", "--force", cid],
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, timeout=20,
-                                   start_new_session=True)
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
-            if not safe_rmtree(self.root):
-                cleanup_mounts(self.root, set())
-                safe_rmtree(self.root)
+        """`delete --force` each container left in the private root, then rm the root
+        (unmounting what is left below it first, if anything)."""
+        left = hl.delete_containers([self.wrapper], self.root)
+        root = Path(self.root)
+        if not hl.checked_rmtree(root, root.parent):
+            hl.cleanup_mounts(self.root)
+            hl.checked_rmtree(root, root.parent)
         return left
-
-
-def sh_quote(s: str) -> str:
-    return "'" + s.replace("'", "'\"'\"'") + "'"
-
-
-def resolve_binary(spec: str) -> str | None:
-    if "/" in spec:
-        p = os.path.abspath(spec)
-        return p if os.access(p, os.X_OK) else None
-    return shutil.which(spec)
-
-
-def find_krun(opt: str | None) -> str | None:
-    if opt:
-        return resolve_binary(opt)
-    p = shutil.which("krun")
-    if p:
-        return os.path.abspath(p)
-    if os.access("/usr/local/bin/krun", os.X_OK):
-        return "/usr/local/bin/krun"
-    return None
 
 
 # --------------------------------------------------------------------------
@@ -694,36 +519,23 @@ def run_one(name: str, bindir: Path, rt: Runtime, workdir: Path, timeout: float,
     suffix = f".try{attempt}" if attempt > 1 else ""
     out_path = logdir / f"{name}.{rt.label}{suffix}.out"
     err_path = logdir / f"{name}.{rt.label}{suffix}.err"
-    before = set(mountpoints())
+    before = set(hl.mountpoints())
     start = time.monotonic()
-    timed_out = False
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen([str(bindir / name)], cwd=str(workdir), env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            kill_session(proc.pid)
-            rc = proc.wait()
-        except BaseException:      # ^C: leave no session behind
-            kill_session(proc.pid)
-            proc.wait()
-            raise
+    rc, timed_out, sid = hl.run_in_session([str(bindir / name)], workdir, env, out_path,
+                                           err_path, timeout)
     duration = time.monotonic() - start
-    kill_session(proc.pid)
+    hl.kill_session(sid)
     rt.cleanup_containers()
-    kill_session(proc.pid)
+    hl.kill_session(sid)
     cleanup_mounts(str(workdir), before)
     cleanup_cgroups()
-    if not safe_rmtree(str(tmpdir)):
+    if not hl.checked_rmtree(tmpdir, workdir):
         print(f"warning: mounts still under {tmpdir}: left in place", file=sys.stderr)
 
     text = out_path.read_text(errors="replace")
     err_text = err_path.read_text(errors="replace")
     tail = "\n".join(err_text.strip().splitlines()[-5:])
-    return FileResult(name, rt.label, None if timed_out else rc, timed_out, duration,
+    return FileResult(name, rt.label, rc, timed_out, duration,
                       parse_tap(text), tail, str(out_path))
 
 
@@ -751,8 +563,8 @@ def preflight(rt: Runtime, workdir: Path, rootfs_tar: Path, spec_from: Runtime) 
         return str(e)
     finally:
         rt.cleanup_containers()
-        cleanup_mounts(str(b), set())
-        safe_rmtree(str(b))
+        hl.cleanup_mounts(str(b))      # no suite program ran: nothing of an /ocitest bundle
+        hl.checked_rmtree(b, workdir)
 
 
 def hugetlb_hint(mountinfo: str | None = None) -> str | None:
@@ -763,11 +575,7 @@ def hugetlb_hint(mountinfo: str | None = None) -> str | None:
                 mountinfo = f.read()
         except OSError:
             return None
-    fstypes = {}
-    for line in mountinfo.splitlines():
-        pre, _, post = line.partition(" - ")
-        if post and len(pre.split()) > 4:
-            fstypes[_unescape_mount(pre.split()[4])] = post.split()[0]
+    fstypes = dict(hl.parse_mountinfo(mountinfo))
     if fstypes.get("/sys/fs/cgroup") != "tmpfs":
         return None           # pure cgroup v2 (or no cgroups): nothing to say
     if fstypes.get("/sys/fs/cgroup/hugetlb") == "cgroup":
@@ -862,11 +670,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs != 1:
         print("conformance: only --jobs 1 is supported (the suite shares /cgrouptest); "
               "running serially", file=sys.stderr)
-    krun_bin = find_krun(args.krun)
+    krun_bin = hl.find_krun(args.krun)
     if not krun_bin:
         print("conformance: krun not found (give --krun PATH)", file=sys.stderr)
         return 2
-    anchor_bin = resolve_binary(args.anchor) or resolve_binary(f"/usr/bin/{args.anchor}")
+    anchor_bin = hl.resolve_binary(args.anchor) or hl.resolve_binary(f"/usr/bin/{args.anchor}")
     if not anchor_bin:
         print(f"conformance: anchor runtime {args.anchor!r} not found", file=sys.stderr)
         return 2
@@ -876,14 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conformance: bad expectations file: {e}", file=sys.stderr)
         return 2
 
-    lockdir = KRUN_CACHE / "conformance"
-    lockdir.mkdir(parents=True, exist_ok=True)
-    lockf = open(lockdir / "lock", "w")
-    try:
-        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        print("conformance: another suite run holds the lock; waiting", file=sys.stderr)
-        fcntl.flock(lockf, fcntl.LOCK_EX)
+    _lock = hl.take_suite_lock("conformance")  # held while main runs
 
     t0 = time.monotonic()
     bindir, names, version = build_suite()
@@ -905,7 +706,8 @@ def main(argv: list[str] | None = None) -> int:
     b_label = os.path.basename(anchor_bin)
     if b_label == a_label:
         b_label = "anchor"
-    workdir = Path(tempfile.mkdtemp(prefix="krun-conformance."))
+    mounts_at_start = set(hl.mountpoints())
+    workdir = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
     os.chmod(workdir, 0o755)
     logdir = workdir / "logs"
     logdir.mkdir()
@@ -933,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
                 if rt is rt_b:
                     print("conformance: the anchor must work; giving up", file=sys.stderr)
                     if not args.keep:
-                        safe_rmtree(str(workdir))
+                        hl.remove_work_dir(workdir, WORK_PREFIX)
                     return 2
     elif hint:
         print(f"conformance: warning: {hint}", file=sys.stderr)
@@ -974,10 +776,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for rt in (rt_a, rt_b):
             rt.cleanup_containers()
-        cleanup_mounts(str(workdir), set())
+        cleanup_mounts(str(workdir), mounts_at_start)
         cleanup_cgroups()
         if not args.keep:
-            if not safe_rmtree(str(workdir)):
+            if not hl.remove_work_dir(workdir, WORK_PREFIX):
                 print(f"conformance: mounts left under {workdir}; not removed", file=sys.stderr)
     t_run = time.monotonic() - t_run0
 

@@ -1,5 +1,7 @@
-"""Unit tests of the harness's TAP parser, expectations and verdicts (no runtime needed)."""
+"""Unit tests of the harness's TAP parser, expectations and verdicts, and of the
+safety checks of harnesslib, which it shares with crun-suite (no runtime needed)."""
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -9,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import conformance as c
+import harnesslib as hl
 
 
 def tap(s: str) -> c.TapResult:
@@ -336,3 +339,59 @@ def test_fewer_passes_than_an_anchor_that_died_is_no_regression():
     # but an anchor that merely fails assertions still sets the bar
     v = c.judge(result("ok 1\n"), result("ok 1\nok 2\nnot ok 3\n"), None)
     assert not v.ok and "passes 1 < anchor 2" in v.label
+
+
+# --- harnesslib: parsing and the checks that keep the cleanup to our own -----------
+
+def test_parse_mountinfo_unescapes_and_skips_optional_fields():
+    text = ("36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:2 - ext3 /dev/r rw\n"
+            "37 35 0:30 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
+            "truncated line\n")
+    assert hl.parse_mountinfo(text) == [("/mnt/with space", "ext3"),
+                                        ("/sys/fs/cgroup/cpu", "cgroup")]
+
+
+def test_cleanup_mounts_wants_a_work_directory():
+    for bad in ("/", "//", "relative/dir", ""):
+        with pytest.raises(ValueError):
+            hl.cleanup_mounts(bad)
+
+
+def test_kill_session_refuses_its_own_session_and_init():
+    for bad in (0, 1, os.getsid(0)):
+        with pytest.raises(ValueError):
+            hl.kill_session(bad)
+
+
+def test_remove_cgroup_trees_leaves_what_is_not_below_a_cgroup_root(tmp_path: Path):
+    d = tmp_path / "cgrouptest"
+    d.mkdir()
+    assert hl.remove_cgroup_trees([str(d), "/sys/fs/cgroup/cpu/../../../tmp"]) == []
+    assert d.is_dir()
+
+
+def test_delete_containers_takes_only_real_dirs_with_safe_ids(tmp_path: Path):
+    root = tmp_path / "root"
+    for name in ("abc-1", ".krun", "-f", "ok.2"):
+        (root / name).mkdir(parents=True)
+    (root / "file").write_text("")
+    (root / "link").symlink_to(tmp_path)
+    log = tmp_path / "log"
+    fake = tmp_path / "rt"
+    fake.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n")
+    fake.chmod(0o755)
+    assert hl.delete_containers([str(fake), "--root", str(root)], root) == ["abc-1", "ok.2"]
+    assert log.read_text().splitlines() == [f"--root {root} delete --force abc-1",
+                                            f"--root {root} delete --force ok.2"]
+    assert hl.delete_containers([str(fake)], tmp_path / "none") == []
+
+
+def test_remove_work_dir_needs_the_prefix(tmp_path: Path):
+    other = tmp_path / "someone-else"
+    other.mkdir()
+    assert not hl.remove_work_dir(other, "krun-conformance.")
+    assert other.is_dir()
+    ours = tmp_path / "krun-conformance.x1"
+    (ours / "a").mkdir(parents=True)
+    assert hl.remove_work_dir(ours, "krun-conformance.")
+    assert not ours.exists()

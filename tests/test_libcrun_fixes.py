@@ -149,15 +149,30 @@ def test_userns_container_leaves_a_device_stdin_alone(krun: Krun, bundle: Bundle
 
 # --- bug 2: a pre-existing FROZEN cgroup; a pre-existing busy one -------------------
 
-@pytest.mark.parametrize("frozen", ["the cgroup", "its parent"])
-def test_create_in_a_frozen_cgroup_is_refused_at_once(krun: Krun, bundle: BundleFactory, cid: str,
-                                                     frozen: str) -> None:
+@contextmanager
+def users_frozen_cgroup(krun: Krun, cid: str) -> Iterator[Path]:
+    """The freezer cgroup /<cid>, made here and FROZEN as a user would leave it; yields
+    its directory. Afterwards it is thawed (a frozen task cannot die), the container
+    deleted, and what is left of the cgroup killed and removed in every hierarchy."""
     _checked(cid)
     top = CGROUP_BASE / "freezer" / cid
-    rel = cid if frozen == "the cgroup" else f"{cid}/ctr"
     top.mkdir()
     try:
         (top / "freezer.state").write_text("FROZEN")
+        yield top
+    finally:
+        if top.is_dir():
+            (top / "freezer.state").write_text("THAWED")
+        krun("delete", "--force", cid, check=False)
+        kill_cgroup_procs(cid)
+        remove_cgroup_dirs(cid)
+
+
+@pytest.mark.parametrize("frozen", ["the cgroup", "its parent"])
+def test_create_in_a_frozen_cgroup_is_refused_at_once(krun: Krun, bundle: BundleFactory, cid: str,
+                                                     frozen: str) -> None:
+    rel = cid if frozen == "the cgroup" else f"{cid}/ctr"
+    with users_frozen_cgroup(krun, cid):
         b = bundle(["sleep", "300"],
                    mutate=lambda c: c["linux"].update(cgroupsPath="/" + rel))
         start = time.monotonic()
@@ -171,21 +186,11 @@ def test_create_in_a_frozen_cgroup_is_refused_at_once(krun: Krun, bundle: Bundle
         assert "frozen" in err and "\n" not in err, err
         assert took < 10
         assert not (krun.root / cid).exists(), "a refused create leaves no state"
-    finally:
-        if top.is_dir():
-            (top / "freezer.state").write_text("THAWED")
-        krun("delete", "--force", cid, check=False)
-        kill_cgroup_procs(cid)
-        remove_cgroup_dirs(cid)
 
 
 def test_refused_create_leaves_the_users_frozen_cgroup(krun: Krun, bundle: BundleFactory,
                                                        cid: str) -> None:
-    _checked(cid)
-    top = CGROUP_BASE / "freezer" / cid
-    top.mkdir()
-    try:
-        (top / "freezer.state").write_text("FROZEN")
+    with users_frozen_cgroup(krun, cid) as top:
         b = bundle(["sleep", "300"], mutate=lambda c: c["linux"].update(cgroupsPath="/" + cid))
         try:
             krun("run", "-d", "--bundle", str(b), cid, check=False, timeout=15)
@@ -193,12 +198,6 @@ def test_refused_create_leaves_the_users_frozen_cgroup(krun: Krun, bundle: Bundl
             pytest.fail("run -d into a frozen cgroup hung")
         # runc leaves the user's cgroup as it was: there, and still frozen.
         assert top.is_dir() and (top / "freezer.state").read_text().strip() == "FROZEN"
-    finally:
-        if top.is_dir():
-            (top / "freezer.state").write_text("THAWED")
-        krun("delete", "--force", cid, check=False)
-        kill_cgroup_procs(cid)
-        remove_cgroup_dirs(cid)
 
 
 def test_create_in_a_busy_cgroup_warns_and_goes_on(krun: Krun, bundle: BundleFactory,

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import ctypes
 import dataclasses
-import errno
-import fcntl
 import json
 import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,15 +29,14 @@ import time
 import tomllib
 from pathlib import Path
 
+import harnesslib as hl
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-KRUN_CACHE = Path(os.environ.get("KRUN_CACHE", "/var/cache/krun"))
+KRUN_CACHE = hl.KRUN_CACHE
 KRUN_VENV = Path(os.environ.get("KRUN_VENV", "/usr/local/lib/krun/venv"))
 PYTHON = str(KRUN_VENV / "bin" / "python3")
 DEFAULT_TIMEOUT = 60.0
-# The runtime-tools harness takes this lock too: both suites use shared cgroup
-# paths, so they never run at the same time.
-LOCK = KRUN_CACHE / "conformance" / "lock"
 WORK_PREFIX = "krun-crun-suite."
 MARKER = "## crun-suite: test "
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -188,116 +183,20 @@ def judge(crun: str, krun: str, exp: Expectation | None) -> Verdict:
 
 
 # --------------------------------------------------------------------------
-# Hygiene: sessions, containers, cgroups, mounts, directories
+# Hygiene: which cgroups are the suite's (sessions, containers, mounts and
+# directories: harnesslib, shared with ../conformance.py)
 # --------------------------------------------------------------------------
 
 # Ids tests_utils makes ('test-' + a mkdtemp name, 'container-<pid>') and the
 # freezer cgroup test_delete.py makes: the only cgroups the sweep touches, and
 # only if they did not exist before the run.
 _RE_SUITE_CGROUP = re.compile(r"^(test-tmp[a-z0-9_]{8}|container-\d+|frozen)$")
-# What an id from a state directory must look like before a runtime gets it
-# (crun 1.8.1 does not validate ids itself).
-_RE_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
-
-
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(pgid, sid) of a live process, None when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rfind(")") + 2:].split()
-    if rest[0] in ("Z", "X"):
-        return None
-    return int(rest[2]), int(rest[3])
-
-
-def session_members(sid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit() and int(d) != os.getpid():
-            st = _proc_stat(int(d))
-            if st and sid in st:
-                out.append(int(d))
-    return out
-
-
-def kill_session(sid: int) -> int:
-    """SIGKILL the process group `sid` and every process of session `sid`."""
-    killed = 0
-    for _ in range(40):
-        try:
-            os.killpg(sid, signal.SIGKILL)
-        except OSError:
-            pass
-        members = session_members(sid)
-        if not members:
-            break
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
-        time.sleep(0.05)
-    return killed
-
-
-def _unescape(s: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
-
-
-def mountinfo() -> list[tuple[str, str]]:
-    """(mount point, fs type) of every mount in this mount namespace."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fields = pre.split()
-            if len(fields) > 4 and post:
-                out.append((_unescape(fields[4]), post.split()[0]))
-    return out
-
-
-def mounts_under(path: str) -> list[str]:
-    p = path.rstrip("/") + "/"
-    return [m for m, _ in mountinfo() if m == path or m.startswith(p)]
-
-
-_libc: ctypes.CDLL | None = None
-
-
-def umount_detach(path: str) -> bool:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    mnt_detach = 2
-    if _libc.umount2(path.encode(), mnt_detach) == 0:
-        return True
-    return ctypes.get_errno() in (errno.EINVAL, errno.ENOENT)
-
-
-def cleanup_mounts(under: str) -> list[str]:
-    removed = []
-    for _ in range(10):
-        todo = mounts_under(under)
-        if not todo:
-            break
-        for m in sorted(set(todo), key=len, reverse=True):
-            if umount_detach(m):
-                removed.append(m)
-    return removed
-
-
-def cgroup_roots() -> list[str]:
-    return [m for m, t in mountinfo() if t in ("cgroup", "cgroup2")]
 
 
 def top_cgroups() -> set[str]:
     """Every first-level cgroup directory of every hierarchy."""
     out = set()
-    for root in cgroup_roots():
+    for root in hl.cgroup_roots():
         try:
             for d in os.scandir(root):
                 if d.is_dir(follow_symlinks=False):
@@ -307,76 +206,17 @@ def top_cgroups() -> set[str]:
     return out
 
 
-def _cgroup_pids(path: str) -> list[int]:
-    try:
-        with open(os.path.join(path, "cgroup.procs")) as f:
-            return [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
-def thaw_tree(top: str) -> None:
-    for dp, _, _ in os.walk(top):
-        state = os.path.join(dp, "freezer.state")
-        if os.path.exists(state):
-            try:
-                with open(state, "w") as f:
-                    f.write("THAWED")
-            except OSError:
-                pass
-
-
-def remove_cgroup_tree(top: str) -> bool:
-    """Kill every process in, and rmdir, a cgroup subtree (deepest first)."""
-    thaw_tree(top)
-    subtree = sorted((dp for dp, _, _ in os.walk(top)), key=len, reverse=True)
-    for dp in subtree:
-        for _ in range(60):
-            for pid in _cgroup_pids(dp):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            try:
-                os.rmdir(dp)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
-    return not os.path.exists(top)
-
-
-def cleanup_cgroups(before: set[str]) -> list[str]:
-    """Remove the suite's new cgroups in every hierarchy. All are thawed first: a
-    process frozen in one hierarchy (test_delete.py's `frozen`) cannot die, and so
-    cannot leave its cgroups in the others, until then."""
-    found = [p for p in sorted(top_cgroups() - before)
-             if _RE_SUITE_CGROUP.match(os.path.basename(p))]
-    for top in found:
-        thaw_tree(top)
-    return [top for top in found if remove_cgroup_tree(top)]
-
-
-def leftover_cgroups(before: set[str]) -> list[str]:
+def suite_cgroups(before: set[str]) -> list[str]:
+    """The suite's cgroups: first-level ones named like _RE_SUITE_CGROUP that were
+    not there before the run (`before`: top_cgroups() then)."""
     return sorted(p for p in top_cgroups() - before
                   if _RE_SUITE_CGROUP.match(os.path.basename(p)))
 
 
-def checked_rmtree(path: Path, inside: Path) -> bool:
-    """rm -rf of a directory strictly inside `inside` (itself a directory this run
-    made), never through a symlink and never while anything is mounted below it."""
-    try:
-        real = path.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        return not path.is_symlink() and not path.exists()
-    base = inside.resolve()
-    if path.is_symlink() or base not in real.parents or real == base:
-        return False
-    if mounts_under(str(real)):
-        return False
-    shutil.rmtree(real, ignore_errors=True)
-    return not real.exists()
+def cleanup_cgroups(before: set[str]) -> list[str]:
+    """Remove the suite's new cgroups in every hierarchy (thawed first: test_delete.py
+    leaves its `frozen` one frozen), killing what is still inside."""
+    return hl.remove_cgroup_trees(suite_cgroups(before))
 
 
 def pid_counter_to_five_digits(low: int = 10000, headroom: int = 4000) -> None:
@@ -419,10 +259,6 @@ exit "$rc"
 """
 
 
-def sh_quote(s: str) -> str:
-    return "'" + s.replace("'", "'\"'\"'") + "'"
-
-
 @dataclasses.dataclass
 class Invocation:
     test: str
@@ -450,15 +286,10 @@ class Runtime:
         self.logdir.mkdir(mode=0o755)
         self.wrapper = str(workdir / f"{self.label}.sh")
         with open(self.wrapper, "w") as f:
-            f.write(WRAPPER.format(binary=sh_quote(self.binary), logdir=sh_quote(str(self.logdir))))
+            f.write(WRAPPER.format(binary=hl.sh_quote(self.binary),
+                                   logdir=hl.sh_quote(str(self.logdir))))
         os.chmod(self.wrapper, 0o755)
-        try:
-            p = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
-                               timeout=20, stdin=subprocess.DEVNULL)
-            text = (p.stdout or p.stderr).strip()
-            self.version = text.splitlines()[0] if text else f"exit {p.returncode}"
-        except (OSError, subprocess.TimeoutExpired) as e:
-            self.version = f"unknown ({e})"
+        self.version = hl.runtime_version(self.binary)
 
     def take_invocations(self) -> list[Invocation]:
         """The wrapper's records since the last call (removed as they are read)."""
@@ -481,22 +312,7 @@ class Runtime:
 
     def delete_containers(self, root: Path) -> list[str]:
         """`delete --force` every container in a state root tests_utils left behind."""
-        left = []
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            return left
-        for e in entries:
-            if not e.is_dir(follow_symlinks=False) or not _RE_SAFE_ID.match(e.name):
-                continue
-            left.append(e.name)
-            try:
-                subprocess.run([self.binary, "--root", str(root), "delete", "--force", e.name],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, timeout=30, start_new_session=True)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        return left
+        return hl.delete_containers([self.binary, "--root", str(root)], root)
 
 
 def _record_order(p: Path) -> tuple[int, str]:
@@ -510,14 +326,6 @@ def _read_text(path: str | Path) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
-
-
-def resolve_binary(spec: str) -> str | None:
-    if "/" in spec:
-        p = os.path.abspath(spec)
-        return p if os.access(p, os.X_OK) else None
-    found = shutil.which(spec)
-    return os.path.abspath(found) if found else None
 
 
 # --------------------------------------------------------------------------
@@ -563,22 +371,6 @@ class Suite:
     pythonpath: str
 
 
-def _run_plain(argv: list[str], cwd: Path, env: dict[str, str], out_path: Path,
-               err_path: Path, timeout: float) -> tuple[int | None, bool, int]:
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                             stderr=err, start_new_session=True)
-        try:
-            return p.wait(timeout=timeout), False, p.pid
-        except subprocess.TimeoutExpired:
-            kill_session(p.pid)
-            p.wait()
-            return None, True, p.pid
-        except BaseException:   # interrupted: leave no session behind
-            kill_session(p.pid)
-            raise
-
-
 def _run_on_pty(argv: list[str], cwd: Path, env: dict[str, str], out_path: Path,
                 err_path: Path, timeout: float) -> tuple[int | None, bool, int]:
     """stdin and stdout on a pseudo-terminal: test_tty.py skips unless stdout is a
@@ -610,10 +402,10 @@ def _run_on_pty(argv: list[str], cwd: Path, env: dict[str, str], out_path: Path,
                     break
                 if time.monotonic() >= deadline:
                     timed_out = True
-                    kill_session(p.pid)
+                    hl.kill_session(p.pid)
                     break
         except BaseException:   # interrupted: leave no session behind
-            kill_session(p.pid)
+            hl.kill_session(p.pid)
             raise
         finally:
             os.close(master)
@@ -672,14 +464,14 @@ def run_process(test_file: Path, tests: list[str] | None, tag: str, rt: Runtime,
     argv = [PYTHON, str(HERE / "runner.py"), str(test_file)]
     pid_counter_to_five_digits()
     start = time.monotonic()
-    runner = _run_on_pty if use_pty else _run_plain
+    runner = _run_on_pty if use_pty else hl.run_in_session
     rc, timed_out, sid = runner(argv, cwd, env, out_path, err_path, timeout)
     seconds = time.monotonic() - start
 
     notes = []
     if timed_out:
         notes.append(f"timed out after {timeout:.0f}s")
-    killed = kill_session(sid)
+    killed = hl.kill_session(sid)
     if killed:
         notes.append(f"killed {killed} leftover process(es) of the session")
     for root in sorted(cwd.glob(".testsuite-run-*/root")):
@@ -690,10 +482,10 @@ def run_process(test_file: Path, tests: list[str] | None, tag: str, rt: Runtime,
     if removed:
         names = sorted({os.path.basename(p) for p in removed})
         notes.append(f"removed leftover cgroup(s) {', '.join(names)}")
-    unmounted = cleanup_mounts(str(cwd))
+    unmounted = hl.cleanup_mounts(str(cwd))
     if unmounted:
         notes.append(f"unmounted {len(unmounted)} leftover mount(s)")
-    if not checked_rmtree(cwd, workdir):
+    if not hl.checked_rmtree(cwd, workdir):
         notes.append(f"could not remove {cwd}")
     return (parse_tap(_read_text(out_path)), rc, timed_out, seconds,
             split_stderr(_read_text(err_path)), notes)
@@ -760,7 +552,7 @@ def describe_failure(run: FileRun, test: str, limit: int = 3) -> list[str]:
     failed = [i for i in mine if i.rc != 0]
     lines = []
     for inv in failed[:limit]:
-        cmd = " ".join(sh_quote(a) if re.search(r"[^\w@%+=:,./-]", a) else a
+        cmd = " ".join(hl.sh_quote(a) if re.search(r"[^\w@%+=:,./-]", a) else a
                        for a in ["krun", *inv.argv])
         lines.append(f"    $ {cmd}")
         lines.append(f"      exit {inv.rc if inv.rc is not None else '?'}: "
@@ -832,9 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     except ExpectationError as e:
         log(f"crun-suite: bad expectations file: {e}")
         return 2
-    crun = resolve_binary(args.crun)
-    krun = resolve_binary(args.krun) if args.krun else (
-        resolve_binary("krun") or resolve_binary("/usr/local/bin/krun"))
+    crun = hl.resolve_binary(args.crun)
+    krun = hl.find_krun(args.krun)
     if not crun or not krun:
         log(f"crun-suite: runtime not found: {'crun' if not crun else 'krun'}")
         return 2
@@ -855,13 +646,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # SIGTERM (a CI timeout) unwinds like ^C, so the cleanup below still runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    lockf = open(LOCK, "w")  # held for the whole run
-    try:
-        fcntl.flock(lockf, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        log("crun-suite: another suite run (this or runtime-tools') holds the lock; waiting")
-        fcntl.flock(lockf, fcntl.LOCK_EX)
+    lockf = hl.take_suite_lock("crun-suite")  # held for the whole run
 
     workdir = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir="/tmp"))
     os.chmod(workdir, 0o755)
@@ -870,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     for rt in runtimes:
         rt.setup(workdir)
     cgroups_before = top_cgroups()
-    mounts_before = {m for m, _ in mountinfo()}
+    mounts_before = set(hl.mountpoints())
     start = time.monotonic()
     runs: dict[str, list[FileRun]] = {rt.label: [] for rt in runtimes}
     try:
@@ -889,14 +674,12 @@ def main(argv: list[str] | None = None) -> int:
             for root in workdir.glob(f"{rt.label}/*/.testsuite-run-*/root"):
                 rt.delete_containers(root)
         cleanup_cgroups(cgroups_before)
-        cleanup_mounts(str(workdir))
-        leftovers = leftover_cgroups(cgroups_before)
-        new_mounts = sorted({m for m, _ in mountinfo()} - mounts_before)
-        if not args.keep and workdir.name.startswith(WORK_PREFIX) \
-                and not checked_rmtree(workdir, workdir.parent):
+        hl.cleanup_mounts(str(workdir))
+        leftovers = suite_cgroups(cgroups_before)
+        new_mounts = sorted(set(hl.mountpoints()) - mounts_before)
+        if not args.keep and not hl.remove_work_dir(workdir, WORK_PREFIX):
             log(f"crun-suite: could not remove {workdir}")
-        fcntl.flock(lockf, fcntl.LOCK_UN)
-        lockf.close()
+        lockf.close()  # releases the lock
     wall = time.monotonic() - start
 
     rows = compare(runs["crun"], runs["krun"], expectations)
