@@ -415,25 +415,6 @@ def test_registration_of_an_unreadable_config(tmp_path: Path) -> None:
 # --- the command line ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["check"], ["check", "--format", "json"], ["check", "-f", "text"],
-                                  ["--root", "/r", "check", "--format=json"]])
-def test_fast_parser_agrees_with_click(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from types import SimpleNamespace
-
-    from krun import cli, cli_click
-
-    fast_g, fast_cmd, fast_opts = cli.parse(argv)
-    seen: list[tuple[SimpleNamespace, cli.Cmd, SimpleNamespace]] = []
-
-    def capture(g: SimpleNamespace, cmd: cli.Cmd, opts: SimpleNamespace) -> int:
-        seen.append((g, cmd, opts))
-        return 0
-
-    monkeypatch.setattr(cli_click, "dispatch", capture)
-    assert cli_click.run_click(argv) == 0
-    (click_g, click_cmd, click_opts), = seen
-    assert vars(fast_g) == vars(click_g) and fast_cmd.name == click_cmd.name == "check"
-    assert vars(fast_opts) == vars(click_opts)
 
 
 def test_bad_format_is_a_usage_error() -> None:

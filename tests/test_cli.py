@@ -25,6 +25,14 @@ ARGVS = [
     ["pause", "id"], ["resume", "id"], ["update", "--resources", "-", "id"],
     ["update", "--resources=/f", "--memory", "1000", "id"], ["spec", "--rootless", "-b", "/b"],
     ["features"], ["state", "id"], ["--kontain=always", "state", "id"],
+    ["check"], ["check", "--format", "json"], ["check", "-f", "text"],
+    ["--root", "/r", "check", "--format=json"],
+    ["--cgroup-manager", "disabled", "run", "-d", "id"], ["--rootless=true", "list"],
+    ["run", "--keep", "-f", "other.json", "id"], ["delete", "-r", "^web"],
+    ["kill", "--regex", "a.*", "0"], ["ps", "id", "-e", "-x"], ["ps", "-f", "json", "id"],
+    ["exec", "--cgroup", "sub", "--ignore-paused", "id", "true"],
+    ["update", "--cpu-share", "5", "--memory", "50M", "id"], ["events", "--stats", "id"],
+    ["events", "--interval", "200ms", "id"],
 ]
 
 
