@@ -370,3 +370,229 @@ def test_uninstall_without_install_changes_nothing(tmp_path: Path, engine: str) 
     before = snapshot(tmp_path)
     uninstall(tmp_path, engine)
     assert snapshot(tmp_path) == before
+
+
+# TOML files as people write them (tomlkit reads them; krun splices its lines in) --------
+
+def conf_path(root: Path, engine: str) -> Path:
+    return root / {"podman": "etc/containers/containers.conf",
+                   "containerd": "etc/containerd/config.toml"}[engine]
+
+
+# Files that install must change, and uninstall must give back byte for byte.
+ROUND_TRIPS = {
+    "podman": {
+        "comments inside and after the table": (
+            '[engine.runtimes]\n# the default\ncrun = ["/usr/bin/crun"]  # Debian\'s\n'
+            '# gVisor\nrunsc = ["/usr/bin/runsc"]\n# trailing comment\n\n'
+            '# about the network\n[network]\nnetwork_backend = "netavark"\n'),
+        "no table yet": PODMAN_CONF.replace("[engine.runtimes]", "[engine.other]"),
+        "table out of order": ('[engine]\nruntime = "crun"\n\n[network]\nx = 1\n\n'
+                               '[engine.runtimes]\ncrun = ["/usr/bin/crun"]\n'),
+        "only a sub-table implies it": '[engine.runtimes.x]\ny = 1\n',
+        "header but no keys": '[engine.runtimes]\n[engine.runtimes.sub]\nx = 1\n',
+        "indented": '[engine]\n  [engine.runtimes]\n    crun = ["/usr/bin/crun"]\n',
+        "CRLF": PODMAN_CONF.replace("\n", "\r\n"),
+        "CRLF, no table yet": PODMAN_CONF.replace("[engine.runtimes]", "[x]").replace(
+            "\n", "\r\n"),
+        "no final newline": '[engine.runtimes]\ncrun = ["/usr/bin/crun"]',
+        "no final newline, no table": '[engine]\nruntime = "crun"',
+        "unicode": ('# Réglages — ünïcode ✓\n[engine.runtimes]\n'
+                    '"crün" = ["/usr/bin/crün"]  # 日本\nkey = "ключ"\n'),
+        "empty file": "",
+        "whitespace only": "\n  \n",
+        "comments only": "# nothing set here\n",
+    },
+    "containerd": {
+        "schema 2, indented": CONTAINERD_CONF,
+        "a handler after the krun one would go": CONTAINERD_CONF + (
+            '\n# gVisor\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]\n'
+            '  runtime_type = "io.containerd.runsc.v1"\n'),
+        "schema 1": '[plugins.cri]\n  sandbox_image = "pause:3.9"\n',
+        "schema 3": 'version = 3\n[plugins."io.containerd.cri.v1.runtime"]\n  x = 1\n',
+        "CRLF": CONTAINERD_CONF.replace("\n", "\r\n"),
+        "no final newline": 'version = 2\nroot = "/var/lib/containerd"',
+        "unicode": '# ünï ✓\nversion = 2\nroot = "/var/lib/cöntainerd"\n',
+        "empty file": "",
+        "comments only": "# containerd's defaults\n",
+    },
+}
+
+
+@pytest.mark.parametrize(("engine", "name"), [(e, n) for e in ROUND_TRIPS for n in ROUND_TRIPS[e]])
+def test_uninstall_gives_back_the_file_install_found(tmp_path: Path, engine: str,
+                                                     name: str) -> None:
+    original = ROUND_TRIPS[engine][name]
+    f = conf_path(tmp_path, engine)
+    f.parent.mkdir(parents=True)
+    f.write_bytes(original.encode())
+    install(tmp_path, engine)
+    text = f.read_bytes().decode()
+    assert text != original
+    assert tomllib.loads(text)  # and the values, by the tests above and below
+    if "\r\n" in original:
+        assert text.count("\n") == text.count("\r\n"), "the file's line endings"
+    else:
+        assert "\r" not in text
+    if original.strip():
+        # Everything that was there is still there, in order, byte for byte: krun only
+        # inserted lines (or replaced none).
+        it = iter(text)
+        assert all(c in it for c in original)
+    install(tmp_path, engine)
+    assert f.read_bytes().decode() == text, "idempotent"
+    uninstall(tmp_path, engine)
+    assert f.read_bytes() == original.encode(), "an empty file stays, as an empty file"
+
+
+def test_podman_new_key_goes_after_the_last_key_not_after_comments(tmp_path: Path) -> None:
+    conf = ROUND_TRIPS["podman"]["comments inside and after the table"]
+    f = write(conf_path(tmp_path, "podman"), conf)
+    install(tmp_path, "podman")
+    assert f.read_text() == conf.replace('runsc = ["/usr/bin/runsc"]\n',
+                                         f'runsc = ["/usr/bin/runsc"]\nkrun = ["{KRUN}"]\n')
+
+
+def test_podman_new_key_takes_the_indentation_of_the_keys(tmp_path: Path) -> None:
+    f = write(conf_path(tmp_path, "podman"), ROUND_TRIPS["podman"]["indented"])
+    install(tmp_path, "podman")
+    assert f.read_text().endswith(f'    crun = ["/usr/bin/crun"]\n    krun = ["{KRUN}"]\n')
+
+
+def test_podman_crlf_file_gets_crlf_lines(tmp_path: Path) -> None:
+    f = write(conf_path(tmp_path, "podman"), "")
+    f.write_bytes(PODMAN_CONF.replace("\n", "\r\n").encode())
+    install(tmp_path, "podman")
+    assert f.read_bytes() == PODMAN_CONF.replace(
+        'runsc = ["/usr/bin/runsc"]\n', f'runsc = ["/usr/bin/runsc"]\nkrun = ["{KRUN}"]\n'
+    ).replace("\n", "\r\n").encode()
+
+
+def test_podman_empty_file_stays_and_missing_file_goes(tmp_path: Path) -> None:
+    f = write(conf_path(tmp_path, "podman"), "")
+    install(tmp_path, "podman")
+    assert tomllib.loads(f.read_text()) == {"engine": {"runtimes": {"krun": [KRUN]}}}
+    uninstall(tmp_path, "podman")
+    assert f.exists() and f.read_bytes() == b""
+    uninstall(tmp_path, "podman")
+    assert f.exists() and f.read_bytes() == b"", "uninstall without install: nothing"
+    f.unlink()
+    install(tmp_path, "podman")
+    uninstall(tmp_path, "podman")
+    assert not f.exists()
+
+
+def test_podman_keeps_a_table_someone_added_to(tmp_path: Path) -> None:
+    f = conf_path(tmp_path, "podman")
+    install(tmp_path, "podman")
+    created = f.read_text()
+    f.write_text(created + 'crun = ["/usr/bin/crun"]\n\n# about the network\n[network]\n')
+    uninstall(tmp_path, "podman")
+    text = f.read_text()
+    assert tomllib.loads(text) == {"engine": {"runtimes": {"crun": ["/usr/bin/crun"]}},
+                                   "network": {}}
+    assert text.endswith('crun = ["/usr/bin/crun"]\n\n# about the network\n[network]\n')
+
+
+def test_podman_unicode_path(tmp_path: Path) -> None:
+    f = write(conf_path(tmp_path, "podman"), PODMAN_CONF)
+    path = '/opt/krün "x"/krun'
+    run("install", "--engine", "podman", "--config-root", str(tmp_path), "--path", path)
+    assert tomllib.loads(f.read_text())["engine"]["runtimes"]["krun"] == [path]
+    uninstall(tmp_path, "podman")
+    assert f.read_text() == PODMAN_CONF
+
+
+@pytest.mark.parametrize(("conf", "why"), [
+    ('[engine]\nruntimes = { crun = ["/usr/bin/crun"] }\n', "inline"),
+    ('engine.runtimes.crun = ["/usr/bin/crun"]\n', "dotted keys"),
+    ('[[engine.runtimes]]\ncrun = ["/usr/bin/crun"]\n', "array of tables"),
+    ('[engine.runtimes.krun]\npath = "/x"\n', "is a table"),
+])
+def test_podman_refuses_what_it_cannot_edit_by_a_line(tmp_path: Path, conf: str,
+                                                      why: str) -> None:
+    f = write(conf_path(tmp_path, "podman"), conf)
+    proc = install(tmp_path, "podman", check=False)
+    assert proc.returncode == 1 and why in proc.stderr and "by hand" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "nothing was changed" in proc.stderr
+    assert f.read_text() == conf
+
+
+@pytest.mark.parametrize("engine", ["podman", "containerd"])
+@pytest.mark.parametrize(("conf", "line"), [
+    ('[engine]\nruntime = "crun"\n[engine.runtimes\n', "line 3"),
+    ('version = 2\nroot = \n', "line 2"),
+    ('[a]\nx = 1\n[a]\n', "line 3"),
+    ('x = "unterminated\n', "line 1"),
+])
+def test_malformed_file_is_one_line_naming_file_and_line(tmp_path: Path, engine: str,
+                                                         conf: str, line: str) -> None:
+    f = write(conf_path(tmp_path, engine), conf)
+    mtime = f.stat().st_mtime_ns
+    for command in (install, uninstall):
+        proc = command(tmp_path, engine, check=False)
+        assert proc.returncode == 1
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert f"{f}: not valid TOML at {line}, column " in proc.stderr
+        assert f.read_text() == conf and f.stat().st_mtime_ns == mtime
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    f = write(conf_path(tmp_path, "podman"), "")
+    f.write_bytes(b'[engine]\nruntime = "cr\xffun"\n')
+    proc = install(tmp_path, "podman", check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"{f}: not UTF-8" in proc.stderr
+    assert f.read_bytes() == b'[engine]\nruntime = "cr\xffun"\n'
+
+
+def test_containerd_existing_handler_keeps_its_other_settings(tmp_path: Path) -> None:
+    head = 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.krun]\n'
+    rest = ('# about runsc\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]\n'
+            '  runtime_type = "io.containerd.runsc.v1"\n')
+    conf = (head + '  runtime_type = "io.containerd.runc.v2"  # the shim\n'
+            '  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.krun.options]\n'
+            '    BinaryName = "/opt/krun"  # old\n    Root = "/run/krun-cri"\n\n' + rest)
+    f = write(conf_path(tmp_path, "containerd"), conf)
+    install(tmp_path, "containerd")
+    # Keys added after the table's last key, with its indentation; the value replaced in
+    # place, with its comment; everything else byte for byte.
+    assert f.read_text() == (
+        head + '  runtime_type = "io.containerd.runc.v2"  # the shim\n'
+        '  pod_annotations = ["app.kontain.*"]\n  container_annotations = ["app.kontain.*"]\n'
+        '  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.krun.options]\n'
+        f'    BinaryName = "{KRUN}"  # old\n    Root = "/run/krun-cri"\n\n' + rest)
+    # Uninstall removes the handler krun (all of it: krun cannot know what was there
+    # before), and not the comment that belongs to the next table.
+    uninstall(tmp_path, "containerd")
+    assert f.read_text() == "version = 2\n\n" + rest
+
+
+def test_containerd_refuses_runtimes_defined_inline(tmp_path: Path) -> None:
+    conf = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd]\n'
+            'runtimes = { runc = { runtime_type = "io.containerd.runc.v2" } }\n')
+    f = write(conf_path(tmp_path, "containerd"), conf)
+    proc = install(tmp_path, "containerd", check=False)
+    assert proc.returncode == 1 and "by hand" in proc.stderr and proc.stderr.count("\n") == 1
+    assert f.read_text() == conf
+
+
+def test_containerd_file_without_settings_gets_the_schema_version(tmp_path: Path) -> None:
+    f = write(conf_path(tmp_path, "containerd"), "# containerd's defaults\n")
+    install(tmp_path, "containerd")
+    assert tomllib.loads(f.read_text())["version"] == 2
+
+
+def test_tomlkit_is_loaded_only_by_install(tmp_path: Path) -> None:
+    import sys
+
+    def modules(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-IS", krun_binary(),
+                               *args], capture_output=True, text=True, timeout=30)
+        return proc.stderr
+
+    state = modules("--root", str(tmp_path / "run"), "state", "nosuch")
+    assert "krun.cli" in state, "-X importtime reached krun"
+    assert "tomlkit" not in state and "krun.engines" not in state
+    assert "tomlkit" in modules("install", "--engine", "podman", "--dry-run", "--config-root",
+                                str(tmp_path))

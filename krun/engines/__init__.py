@@ -6,8 +6,8 @@ so a refused edit leaves all files alone. Edits only add or remove krun's own en
 other runtimes and settings, and the files' layout, stay as they were, and running the
 same command twice changes nothing the second time.
 
-Standard library only, and no import beyond `os` at the top: `krun` loads this package
-only for these two commands.
+No import beyond `os` at the top: `krun` loads this package only for these two commands,
+and tomlkit (tomlfile, for the TOML files) only inside the functions that edit them.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def read(path: str) -> str | None:
             return f.read()
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError as e:
+        raise EngineError(f"{path}: not UTF-8 text (byte {e.start}); fix it first") from None
 
 
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

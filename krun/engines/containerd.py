@@ -8,11 +8,13 @@ chosen per pod or container instead: the handler passes the `app.kontain.*` anno
 through to the OCI config (pod_annotations / container_annotations), and krun runs a
 container carrying app.kontain.version = "1", or an image with the /.kontain marker,
 under KM. `ctr run --runc-binary KRUN` needs no configuration at all.
+
+Uninstall removes the whole handler `krun` (its table and [krun.options]), also one that
+was there before install, which only updated it.
 """
 
 from __future__ import annotations
 
-import tomllib
 from typing import Any
 
 from krun.engines import (
@@ -23,12 +25,17 @@ from krun.engines import (
     EngineError,
     Result,
     read,
-    tomledit,
+    tomlfile,
 )
 
 _PATTERNS = ["app.kontain.*"]
-_NEW_FILE = f"{MARKER}\nversion = 2\n"
 assert KONTAIN_ANNOTATION.startswith(_PATTERNS[0].rstrip("*"))
+
+
+def _version_block(nl: str) -> str:
+    """What install puts in a file without settings: containerd 1.x reads a file without
+    `version` as the old version 1."""
+    return f"{MARKER}{nl}version = 2{nl}"
 
 
 def _cri_runtimes(doc: dict[str, Any]) -> tuple[str, ...]:
@@ -48,22 +55,41 @@ def _settings(ctx: Context) -> list[tuple[tuple[str, ...], str, Any]]:
             (("options",), "BinaryName", ctx.krun_path)]
 
 
+def _remove(text: str) -> str | None:
+    """What uninstall makes of the file's text (None: remove the file)."""
+    base = (*_cri_runtimes(tomlfile.load(text)), "krun")
+    new = tomlfile.remove_table(text, (*base, "options"), marker=MARKER)
+    new = tomlfile.remove_table(new, base, marker=MARKER)
+    nl = tomlfile.newline(new)
+    block = _version_block(nl)
+    if new.endswith(block) and not tomlfile.load(new[:-len(block)]):
+        # The version line install added, in a file that has nothing else now.
+        if len(new) == len(block):
+            return None  # the file install created (an existing one had a line before)
+        new = new[:-len(block) - len(nl)] if new[:-len(block)].endswith(nl) else new
+    return new
+
+
 def install(ctx: Context) -> Result:
     path = ctx.etc("containerd", "config.toml")
     old = read(path)
-    # A new file says which schema it uses (containerd 1.x reads a file without `version`
-    # as the old version 1), under a marker that lets uninstall remove the file again.
-    text = old if old and old.strip() else (old or "") + _NEW_FILE
     try:
-        base = (*_cri_runtimes(tomllib.loads(text)), "krun")
+        doc = tomlfile.load(old or "")
+        text = old or ""
+        if not doc:  # no settings: say which schema the file uses, under the marker
+            nl = tomlfile.newline(text)
+            text = ("" if old is None else text + nl) + _version_block(nl)
+            doc = tomlfile.load(text)
+        base = (*_cri_runtimes(doc), "krun")
+        fresh = tomlfile.lookup(doc, base) is None
         for sub, key, value in _settings(ctx):
-            table = base + sub
-            if tomledit.lookup(tomllib.loads(text), (*table, key)) != value:
-                text = tomledit.set_key(text, table, key, tomledit.value(value), value,
-                                        marker=MARKER)
-    except (tomledit.TomlEditError, tomllib.TOMLDecodeError) as e:
+            text = tomlfile.set_value(text, base + sub, key, value, marker=MARKER)
+        new = old if old is not None and text == old else text
+        if fresh and new is not None and _remove(new) != old:
+            raise tomlfile.TomlEditError("uninstall would not give this file back as it "
+                                         "is; add the krun handler by hand")
+    except tomlfile.TomlEditError as e:
         raise EngineError(f"{path}: {e}") from None
-    new = old if old is not None and text == old else text
     return Result([Change(path, old, new)],
                   [f"containerd: CRI runtime handler krun in {path}; restart containerd, "
                    "then use it with runtimeClassName/`crictl runp --runtime krun`"])
@@ -75,10 +101,7 @@ def uninstall(ctx: Context) -> Result:
     if old is None:
         return Result([], [f"containerd: {path} does not exist"])
     try:
-        base = (*_cri_runtimes(tomllib.loads(old)), "krun")
-        text = tomledit.remove_table(old, (*base, "options"), marker=MARKER)
-        text = tomledit.remove_table(text, base, marker=MARKER)
-    except (tomledit.TomlEditError, tomllib.TOMLDecodeError) as e:
+        new = _remove(old)
+    except tomlfile.TomlEditError as e:
         raise EngineError(f"{path}: {e}") from None
-    new = None if text in ("", _NEW_FILE) else text  # a file install created goes away
     return Result([Change(path, old, new)], [f"containerd: removed the krun handler from {path}"])

@@ -10,7 +10,7 @@ container's annotations into its OCI config) or by an image's /.kontain marker.
 
 from __future__ import annotations
 
-from krun.engines import Change, Context, Result, read, tomledit
+from krun.engines import Change, Context, Result, read, tomlfile
 
 FILE = "50-krun.conf"
 HEADER = '# Written by "krun install"; "krun uninstall" removes this file.\n'
@@ -21,7 +21,7 @@ def _path(ctx: Context) -> str:
 
 
 def render(ctx: Context) -> str:
-    v = tomledit.value
+    v = tomlfile.literal
     return (f"{HEADER}"
             "[crio.runtime.runtimes.krun]\n"
             f"runtime_path = {v(ctx.krun_path)}\n"

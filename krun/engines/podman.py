@@ -13,9 +13,7 @@ an SELinux label.
 
 from __future__ import annotations
 
-import tomllib
-
-from krun.engines import MARKER, Change, Context, EngineError, Result, read, tomledit
+from krun.engines import MARKER, Change, Context, EngineError, Result, read, tomlfile
 
 TABLE = ("engine", "runtimes")
 
@@ -24,18 +22,29 @@ def _path(ctx: Context) -> str:
     return ctx.etc("containers", "containers.conf")
 
 
+def _remove(text: str) -> str | None:
+    """What uninstall makes of the file's text (None: remove the file)."""
+    new = tomlfile.remove_key(text, TABLE, "krun", marker=MARKER)
+    # A file that install created (it starts with the marker) goes away when only what
+    # install wrote was in it; an existing empty file stays (install wrote a blank line
+    # before the marker there).
+    return None if new == "" and text.startswith(MARKER) else new
+
+
 def install(ctx: Context) -> Result:
     path = _path(ctx)
     old = read(path)
-    text = old or ""
     want = [ctx.krun_path]
     try:
-        current = tomledit.lookup(tomllib.loads(text), (*TABLE, "krun"))
-        new = text if current == want else tomledit.set_key(
-            text, TABLE, "krun", tomledit.value(want), want, marker=MARKER)
-    except (tomledit.TomlEditError, tomllib.TOMLDecodeError) as e:
+        current = tomlfile.lookup(tomlfile.load(old or ""), (*TABLE, "krun"))
+        new = old if current == want else tomlfile.set_value(old, TABLE, "krun", want,
+                                                             marker=MARKER)
+        if current is None and new is not None and _remove(new) != old:
+            raise tomlfile.TomlEditError("uninstall would not give this file back as it is; "
+                                         f"add krun = {tomlfile.literal(want)} by hand")
+    except tomlfile.TomlEditError as e:
         raise EngineError(f"{path}: {e}") from None
-    return Result([Change(path, old, new if old is not None or new else None)],
+    return Result([Change(path, old, new)],
                   [f"podman: runtime krun in {path}: podman run --runtime krun ..."])
 
 
@@ -45,8 +54,8 @@ def uninstall(ctx: Context) -> Result:
     if old is None:
         return Result([], [f"podman: {path} does not exist"])
     try:
-        new = tomledit.remove_key(old, TABLE, "krun", marker=MARKER)
-    except (tomledit.TomlEditError, tomllib.TOMLDecodeError) as e:
+        tomlfile.load(old)
+        new = _remove(old)
+    except tomlfile.TomlEditError as e:
         raise EngineError(f"{path}: {e}") from None
-    # A file that held only what install wrote goes away as install found it: absent.
-    return Result([Change(path, old, new or None)], [f"podman: removed krun from {path}"])
+    return Result([Change(path, old, new)], [f"podman: removed krun from {path}"])

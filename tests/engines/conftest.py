@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from conftest import krun_binary
 
-from krun.engines import tomledit
+from krun.engines import tomlfile
 
 from . import images, setups
 from .daemons import (
@@ -241,8 +241,7 @@ state = "{run_dir}/state"
     # point krun's at a private directory (what krun install wrote stays as it is).
     text = conf.read_text()
     options = (*CRI_RUNTIMES, "krun", "options")
-    conf.write_text(tomledit.set_key(text, options, "Root", tomledit.value(str(run_dir / "krun")),
-                                     str(run_dir / "krun")))
+    conf.write_text(tomlfile.set_value(text, options, "Root", str(run_dir / "krun")))
     env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     daemon = Daemon("containerd", [CONTAINERD, "--config", str(conf)],
                     run_dir / "containerd.log", env)
