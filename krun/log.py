@@ -80,6 +80,11 @@ def warning(msg: str) -> None:
     _emit("warning", msg)
 
 
+def debugging() -> bool:
+    """Whether --debug is on: for a debug message that costs something to build."""
+    return _debug
+
+
 def debug(msg: str) -> None:
     if _debug:
         _emit("debug", msg)

@@ -393,13 +393,20 @@ def check_kontain_mode(host: Host) -> list[Check]:
     return [_passed("Kontain mode", f"{mode} (from {source})", KONTAIN)]
 
 
-def _group(gid: int) -> str:
+def _names(uid: int, gid: int) -> tuple[str, str]:
+    """The user and group names of an owner, or the numbers where there are none."""
     import grp
+    import pwd
 
     try:
-        return grp.getgrgid(gid).gr_name
+        user = pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(gid)
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return user, group
 
 
 def check_device(host: Host) -> list[Check]:
@@ -417,8 +424,8 @@ def check_device(host: Host) -> list[Check]:
         except OSError as e:
             problems.append(f"{path}: {_errno_text(e)}")
             continue
-        group = _group(st.st_gid)
-        owner = f"{stat.filemode(st.st_mode)}, owner {_owner(st.st_uid)}, group {group}"
+        user, group = _names(st.st_uid, st.st_gid)
+        owner = f"{stat.filemode(st.st_mode)}, owner {user}, group {group}"
         if not stat.S_ISCHR(st.st_mode):
             problems.append(f"{path} is not a character device ({owner})")
             fix = fix or f"remove {path} and reload the kvm module (modprobe kvm)"
@@ -454,15 +461,6 @@ def _kvm_group() -> str:
     except KeyError:
         return "groupadd -r kvm && "
     return ""
-
-
-def _owner(uid: int) -> str:
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def check_km(host: Host) -> list[Check]:

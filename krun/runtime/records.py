@@ -109,7 +109,8 @@ class Journal:
         entry = {"step": kind, "by": by, **data}
         from krun import log
 
-        log.debug(f"journal: {by} makes {kind} {json.dumps(data) if data else ''}")
+        if log.debugging():  # not serialised twice on every create without --debug
+            log.debug(f"journal: {by} makes {kind} {json.dumps(data) if data else ''}")
         self._append(entry)
         return entry
 
