@@ -387,8 +387,28 @@ def _exit(code: int) -> None:
         os._exit(code)
 
 
+def _guard_first() -> None:
+    """libcrun's CVE-2019-5736 guard is the binding's constructor: on a writable
+    interpreter it re-executes the whole process from a sealed copy when the binding
+    first loads. That must happen before krun has done anything (claimed an id, written
+    a record), or the copy would meet the original's work and fail on it. On a read-only
+    interpreter (what the installer arranges) the guard does nothing: one statvfs."""
+    if "_LIBCONTAINER_CLONED_BINARY" in os.environ:
+        return
+    try:
+        readonly = os.statvfs("/proc/self/exe").f_flag & os.ST_RDONLY
+    except OSError:
+        readonly = 0
+    if not readonly:
+        try:
+            import krun.runtime._libcrun  # noqa: F401
+        except ImportError:
+            pass  # reported, as one line, by the command that needs it
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    _guard_first()
     try:
         g, cmd, opts = parse(args)
     except NeedClick:

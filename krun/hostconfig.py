@@ -4,7 +4,7 @@
 mode = "auto"               # auto | always | never
 km = "/opt/kontain/bin/km"  # the host KM bind-mounted into Kontain containers
 km_sha256 = "..."           # optional pin: 64 hex digits
-init = "/usr/local/libexec/krun/krun-init"   # pid 1 in front of KM
+init = "/path/to/krun-init"  # pid 1 in front of KM (default: the installed package's)
 debug_dir = "/var/lib/krun/debug"           # where debug-on-failure artefacts stay
 
 [network]

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 
 from krun import OCI_VERSION, __version__
 
 
 def _commit() -> str:
-    """The git commit krun runs from, read from .git without running git (cheap)."""
-    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    git = os.path.join(top, ".git")
+    """The commit this krun was built from (setup.py records it in the package)."""
     try:
-        with open(os.path.join(git, "HEAD")) as f:
-            head = f.read(200).strip()
-        if head.startswith("ref: "):
-            ref = head[5:]
-            try:
-                with open(os.path.join(git, ref)) as f:
-                    return f.read(100).strip()
-            except FileNotFoundError:
-                with open(os.path.join(git, "packed-refs")) as f:
-                    for line in f:
-                        if line.rstrip().endswith(" " + ref):
-                            return line.split()[0]
-                return "unknown"
-        return head
-    except OSError:
+        from krun._build_info import COMMIT
+    except ImportError:  # run from a source tree, not an installed build
         return "unknown"
+    return COMMIT
 
 
 def main(g: SimpleNamespace, o: SimpleNamespace) -> int:

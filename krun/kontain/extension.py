@@ -13,7 +13,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-SCHEMA_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "spec", "kontain.schema.json")
+# The build copies spec/*.json into the package: an installed krun never reads a checkout.
+SCHEMA_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "schemas",
+                           "kontain.schema.json")
 # Under each --root: digests of (schema, extension) pairs that validated.
 VALIDATED = "kontain-validated"
 

@@ -7,11 +7,16 @@ stops pinning is worse than none.
 
 from __future__ import annotations
 
+import os
+
 from krun.errors import KrunError
 from krun.hostconfig import config_path, section
 
 DEFAULT_KM = "/opt/kontain/bin/km"
-DEFAULT_INIT = "/usr/local/libexec/krun/krun-init"
+# The build puts the static krun-init in the package, so it is installed (root-owned,
+# read-only to others) wherever krun is.
+DEFAULT_INIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "libexec", "krun-init")
 DEFAULT_DEBUG_DIR = "/var/lib/krun/debug"
 MODES = ("auto", "always", "never")
 _HEX = frozenset("0123456789abcdefABCDEF")

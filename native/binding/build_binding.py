@@ -1,61 +1,49 @@
-"""Build krun's cffi extension (API mode) statically linked against libcrun.
+"""krun's cffi extension (API mode), statically linked against the PIC libcrun.
 
-Usage: python build_binding.py LIBCRUN_DIR OUTPUT_DIR
-Rebuilds only when an input (cdef, C helpers, this file, libcrun.a, interpreter) changed.
+setup.py names this file in `cffi_modules`: setuptools compiles the `ffi` defined here into
+krun.runtime._libcrun. libcrun comes from $KRUN_LIBCRUN_DIR (as native/libcrun/build
+prints it) or, when unset, from running that script, which builds it once and caches it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import sys
-import sysconfig
-import tempfile
+import os
+import subprocess
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-MODULE = "_libcrun"
+import cffi
+
+# cffi executes this file without __file__; setup.py runs from the project's top.
+HERE = Path(globals().get("__file__") or "native/binding/build_binding.py").resolve().parent
 SYSTEM_LIBS = ["yajl", "seccomp", "cap", "systemd"]
 
 
-def _inputs_digest(libcrun_dir: Path) -> str:
-    h = hashlib.sha256()
-    for path in (HERE / "libcrun.cdef", HERE / "krun_binding.c", Path(__file__).resolve(),
-                 libcrun_dir / "lib" / "libcrun.a"):
-        h.update(path.read_bytes())
-    h.update(sys.version.encode())
-    return h.hexdigest()
+def libcrun_dir() -> Path:
+    given = os.environ.get("KRUN_LIBCRUN_DIR")
+    if given:
+        return Path(given)
+    script = HERE.parent / "libcrun" / "build"
+    out = subprocess.run([str(script)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
 
 
-def build(libcrun_dir: Path, out_dir: Path) -> Path:
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    target = out_dir / f"{MODULE}{suffix}"
-    stamp = out_dir / f"{MODULE}.stamp"
-    digest = _inputs_digest(libcrun_dir)
-    if target.exists() and stamp.exists() and stamp.read_text() == digest:
-        return target
-
-    import cffi
-
+def make_ffi(libcrun: Path) -> cffi.FFI:
+    archive = libcrun / "lib" / "libcrun.a"
+    if not archive.is_file():
+        raise SystemExit(f"{archive}: no such file (native/libcrun/build makes it)")
     ffi = cffi.FFI()
     ffi.cdef((HERE / "libcrun.cdef").read_text())
     ffi.set_source(
-        f"krun.runtime.{MODULE}",
+        "krun.runtime._libcrun",
         (HERE / "krun_binding.c").read_text(),
-        include_dirs=[str(libcrun_dir / "include"), str(libcrun_dir / "include" / "libcrun")],
-        extra_objects=[str(libcrun_dir / "lib" / "libcrun.a")],
+        include_dirs=[str(libcrun / "include"), str(libcrun / "include" / "libcrun")],
+        extra_objects=[str(archive)],
         libraries=SYSTEM_LIBS,
         extra_compile_args=["-O2", "-Wno-unused-parameter"],
+        # A changed libcrun or helper rebuilds the extension in an existing build tree.
+        depends=[str(archive), str(HERE / "krun_binding.c"), str(HERE / "libcrun.cdef")],
     )
-    with tempfile.TemporaryDirectory(prefix="krun-binding-") as tmp:
-        built = Path(ffi.compile(tmpdir=tmp, verbose=False))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp_target = target.with_suffix(".tmp")
-        tmp_target.write_bytes(built.read_bytes())
-        tmp_target.chmod(0o755)
-        tmp_target.replace(target)
-    stamp.write_text(digest)
-    return target
+    return ffi
 
 
-if __name__ == "__main__":
-    print(build(Path(sys.argv[1]), Path(sys.argv[2])))
+ffi = make_ffi(libcrun_dir())
