@@ -21,14 +21,12 @@ TOP = Path(__file__).resolve().parent
 
 
 def _commit() -> str:
+    """HEAD's sha, bare: `krun --version` keeps crun's shape, which tools parse."""
     try:
-        out = subprocess.run(["git", "-C", str(TOP), "rev-parse", "HEAD"], check=True,
-                             capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(TOP), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True).stdout
+        return subprocess.run(["git", "-C", str(TOP), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return out + ("-dirty" if dirty.strip() else "")
 
 
 class BuildPy(build_py):

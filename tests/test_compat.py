@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CGROUP_BASE, BundleFactory, Krun, krun_binary
+from conftest import CGROUP_BASE, BundleFactory, Krun, krun_binary
 
 
 def _cgroup_dirs(cid: str) -> list[Path]:

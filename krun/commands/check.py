@@ -227,8 +227,8 @@ def check_interpreter(host: Host) -> list[Check]:
         "so libcrun re-executes krun from a copy"
     return [_failed("interpreter", f"{path} is on a writable mount, {what} (its "
                     "CVE-2019-5736 guard): a second interpreter start on every call",
-                    f"mount --bind {directory} {directory} && mount -o remount,bind,ro "
-                    f"{directory} (what scripts/install-krun does)", ADVISORY)]
+                    f"{sys.executable} -I -m krun.installer protect (a read-only bind mount "
+                    f"of {directory}; install.sh and scripts/install-krun do it)", ADVISORY)]
 
 
 def check_binding(host: Host) -> list[Check]:
@@ -238,7 +238,8 @@ def check_binding(host: Host) -> list[Check]:
         features = ffi.string(lib.krun_build_features()).decode()
     except ImportError as e:
         return [_failed("libcrun binding", f"krun.runtime._libcrun does not load: {e}",
-                        "scripts/setup (builds libcrun and the cffi binding)")]
+                        "reinstall krun (the release's install.sh, or scripts/setup in a "
+                        "checkout)")]
     host.binding = True
     return [_passed("libcrun binding", f"krun.runtime._libcrun loads: libcrun 1.8.1 "
                     f"in-process ({features})")]
@@ -480,7 +481,7 @@ def check_km(host: Host) -> list[Check]:
                         "path", KONTAIN)]
     if not os.path.exists(path):
         return [_failed("KM", f"{path}: no such file or directory",
-                        f"install Kontain's KM at {path} (scripts/setup builds one), or set "
+                        f"install Kontain's KM at {path} (krun's install.sh installs one), or set "
                         f"kontain.km in {host.config} to where it is", KONTAIN)]
     real = os.path.realpath(path)
     try:
@@ -536,7 +537,7 @@ def check_init(host: Host) -> list[Check]:
                         "absolute path", KONTAIN)]
     if not os.path.exists(path):
         return [_failed("krun-init", f"{path}: no such file or directory",
-                        "scripts/install-krun (builds native/init and installs it)", KONTAIN)]
+                        "reinstall krun: its package carries krun-init", KONTAIN)]
     if not host.binding:
         return [_failed("krun-init", f"{path}: not checked: the libcrun binding does not load",
                         "fix the libcrun binding first", KONTAIN)]
@@ -545,8 +546,9 @@ def check_init(host: Host) -> list[Check]:
     try:
         os.close(host_binary_fd(path, "krun-init"))  # root's, static, on a private ro mount
     except KrunError as e:
-        return [_failed("krun-init", e.msg, "scripts/install-krun (installs a root-owned, "
-                        "static krun-init)", KONTAIN)]
+        return [_failed("krun-init", e.msg, "reinstall krun as root (install.sh, or "
+                        "scripts/install-krun in a checkout): its files are then root's",
+                        KONTAIN)]
     return [_passed("krun-init", f"{path}: a static executable, root's and not writable by "
                     "others up to /", KONTAIN)]
 

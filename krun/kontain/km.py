@@ -31,7 +31,7 @@ def _resolve(path: str) -> str:
         lst = os.lstat(path)
     except FileNotFoundError:
         raise KrunError(f"KM {path}: no such file or directory "
-                        "(install Kontain's KM or run scripts/setup)") from None
+                        "(install Kontain's KM, or krun's release with install.sh)") from None
     except OSError as e:
         raise KrunError(f"KM {path}: {os.strerror(e.errno or 0).lower()}") from None
     real = os.path.realpath(path)

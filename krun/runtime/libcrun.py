@@ -1,7 +1,7 @@
 """A thin, typed layer over the cffi module that links libcrun statically.
 
 Loading `_libcrun` runs libcrun's CVE-2019-5736 guard: unless the interpreter binary
-sits on a read-only mount (scripts/setup arranges that), the process re-executes itself
+sits on a read-only mount (krun.installer arranges that), the process re-executes itself
 from a sealed memfd copy before any Python below this import runs again.
 
 libcrun keeps process-wide state (signal mask, subreaper flag, logging), so a krun
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 try:
     from krun.runtime._libcrun import ffi, lib
-except ImportError as e:  # pragma: no cover - only without scripts/setup
-    raise KrunError(f"the libcrun binding is not built ({e}): run scripts/setup") from None
+except ImportError as e:  # pragma: no cover - only in a source tree, not an install
+    raise KrunError(f"the libcrun binding does not load ({e}): reinstall krun") from None
 
 
 class Context:
