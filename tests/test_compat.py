@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CGROUP_BASE, BundleFactory, Krun, krun_binary
 
 
