@@ -102,18 +102,32 @@ _CREATE_OPTS = (
 )
 
 def _default_root() -> str:
-    """runc's and crun's rule: a non-root user's state lives in $XDG_RUNTIME_DIR (a
-    private tmpfs the login made), root's in /run."""
+    """runc's rule: a non-root user's state lives in $XDG_RUNTIME_DIR (a private tmpfs
+    the login made), root's in /run. Root of a user namespace that a user made is that
+    user (rootless podman runs its runtime there, with no --root): /run is not its to
+    write, so its state goes to the $XDG_RUNTIME_DIR it was given, unless USER says it
+    is root's."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if os.geteuid() != 0:
         return os.path.join(xdg or f"/run/user/{os.geteuid()}", "krun")
+    if xdg and os.environ.get("USER") != "root" and _in_user_namespace():
+        return os.path.join(xdg, "krun")
     return "/run/krun"
+
+
+def _in_user_namespace() -> bool:
+    """Not the initial user namespace, whose uid_map is the whole 32-bit range."""
+    try:
+        with open("/proc/self/uid_map", "rb") as f:
+            return b"4294967295" not in f.read()
+    except OSError:
+        return False
 
 
 GLOBAL_OPTS: tuple[Opt, ...] = (
     Opt("--root", kind=VALUE, default=_default_root(),
         help="directory of krun's container state (default: /run/krun for root, else "
-             "$XDG_RUNTIME_DIR/krun)"),
+             "$XDG_RUNTIME_DIR/krun, as for root in a rootless user namespace)"),
     Opt("--log", kind=VALUE, help="log file (errors and warnings)"),
     Opt("--log-format", kind=VALUE, default="text", choices=("text", "json"), help="log format"),
     Opt("--debug", help="also log what krun does (debug level)"),

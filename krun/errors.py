@@ -50,6 +50,17 @@ def strerror(errno_: int) -> str:
     return text[:1].lower() + text[1:]
 
 
+class PathError(KrunError):
+    """A file krun could not use (not one that was wrong): `open /x/y: permission denied`."""
+
+
+def path_error(op: str, e: OSError, path: str | None = None) -> PathError:
+    """An OSError worded as Go's os.PathError, as runc reports it. `path` defaults to
+    the one the error names (for os.makedirs, the directory that could not be made)."""
+    name = path if path is not None else e.filename if isinstance(e.filename, str) else ""
+    text = strerror(e.errno) if e.errno else "input/output error"
+    return PathError(f"{op} {name}: {text}" if name else f"{op}: {text}")
+
 
 class LibcrunError(KrunError):
     """A failure reported by libcrun: its errno status and message."""

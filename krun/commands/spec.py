@@ -6,7 +6,7 @@ import os
 from types import SimpleNamespace
 
 from krun import fastjson as json
-from krun.errors import KrunError, UsageError
+from krun.errors import KrunError, UsageError, path_error
 from krun.runtime.default_spec import default_spec
 
 
@@ -25,6 +25,8 @@ def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         raise KrunError(f"file {path} exists: remove it first") from None
+    except OSError as e:
+        raise path_error("open", e, path) from None
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(spec, indent=2))
         f.write("\n")

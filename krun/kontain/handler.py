@@ -22,7 +22,7 @@ import stat
 
 from krun import fastjson as json
 from krun import log
-from krun.errors import KrunError
+from krun.errors import KrunError, path_error, strerror
 from krun.kontain.extension import extension
 from krun.kontain.km import KM_IN_CONTAINER, open_km
 from krun.kontain.native import (
@@ -59,7 +59,75 @@ def _devices(choice: str) -> list[tuple[str, os.stat_result]]:
         raise KrunError(f"no usable virtualization device for Kontain: {', '.join(wanted)}: "
                         "no such file or directory (KVM is required: load kvm_intel/kvm_amd "
                         "or Kontain's kkm module)")
-    return found
+    # KM opens the device with this process's credentials (a rootless container keeps
+    # the user's groups), so a device it cannot open fails here, in one line, rather
+    # than as KM's error after the container is made. KM takes any one of them.
+    usable, refused = [], []
+    for path, st in found:
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY))
+        except OSError as e:
+            refused.append((path, st, e))
+            continue
+        usable.append((path, st))
+    if not usable:
+        path, st, e = refused[0]
+        raise KrunError(f"open {path}: {strerror(e.errno or 0)}"
+                        + (f" ({_device_hint(path, st)})" if isinstance(e, PermissionError)
+                           else ""))
+    return usable
+
+
+def _device_hint(path: str, st: os.stat_result) -> str:
+    """How the user gets access to the device: the group that may open it, or how root
+    makes one (the wording of `krun check`)."""
+    import grp
+
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    # Root of a user namespace is some user of the host: "the user" then.
+    user = _user_name(os.geteuid()) if os.geteuid() else "the user"
+    if st.st_gid != 0 and st.st_mode & 0o060 == 0o060:
+        return f"add {user} to group {group}, which may open it, then log in again"
+    return (f"it is {stat.filemode(st.st_mode)} {_user_name(st.st_uid)}:{group}: as root, "
+            f"chgrp kvm {path} && chmod 0660 {path}, then add {user} to group kvm")
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _keep_groups(config: dict[str, Any]) -> None:
+    """Keep the user's groups in the container (podman's `--group-add keep-groups`),
+    for KM to open a device through one of them. With subordinate ids mapped (by
+    newgidmap) libcrun would set the process's groups to additionalGids and drop the
+    user's; a config that names additionalGids has chosen its groups, and keeps them."""
+    user = config.get("process", {}).get("user", {})
+    if user.get("additionalGids"):
+        return
+    annotations = config.setdefault("annotations", {})
+    annotations.setdefault("run.oci.keep_original_groups", "1")
+
+
+def _can_make_devices() -> bool:
+    """Whether libcrun can create device nodes for a user-namespaced container: it makes
+    them in a private mount namespace of its own, which needs CAP_SYS_ADMIN; without it
+    (an unprivileged user) libcrun 1.8.1 fails at `unshare CLONE_NEWNS`."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> 21 & 1)  # CAP_SYS_ADMIN
+    except (OSError, ValueError):
+        pass
+    return os.geteuid() == 0
 
 
 DEBUG_IN_CONTAINER = "/run/kontain-debug"  # the host's debug dir, bind-mounted there
@@ -90,17 +158,22 @@ def _debug_dir(container_id: str) -> str:
     container (delete leaves it), which is its point."""
     import time
 
+    from krun.hostconfig import config_path
     from krun.kontain.settings import debug_dir
 
     base = debug_dir()
-    os.makedirs(base, mode=0o700, exist_ok=True)
     stem = os.path.join(base, f"{container_id}-{time.strftime('%Y%m%dT%H%M%S')}")
-    for path in (stem, *(f"{stem}.{n}" for n in range(1, 100))):
-        try:
-            os.mkdir(path, 0o700)
-            return path
-        except FileExistsError:
-            continue
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        for path in (stem, *(f"{stem}.{n}" for n in range(1, 100))):
+            try:
+                os.mkdir(path, 0o700)
+                return path
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise KrunError(f"Kontain debug: {path_error('mkdir', e).msg} (set debug_dir under "
+                        f"[kontain] in {config_path()} to a directory krun may write)") from None
     raise KrunError(f"Kontain debug: cannot make a directory under {base}")
 
 
@@ -113,8 +186,8 @@ def _krun_init() -> int:
     try:
         os.lstat(path)
     except FileNotFoundError:
-        raise KrunError(f"krun-init {path}: no such file or directory (scripts/setup "
-                        "installs it)") from None
+        raise KrunError(f"krun-init {path}: no such file or directory (reinstall krun: "
+                        "its package carries it)") from None
     return host_binary_fd(path, "krun-init")
 
 
@@ -230,19 +303,29 @@ class KontainHandler:
             config.setdefault("mounts", []).append({
                 "destination": DEBUG_IN_CONTAINER, "type": "bind", "source": host_debug,
                 "options": ["rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"]})
+        linux = config.setdefault("linux", {})
+        resources = linux.setdefault("resources", {})
+        make_nodes = _can_make_devices()
+        for path, st in devices:
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            if make_nodes:
+                linux.setdefault("devices", []).append({
+                    "path": path, "type": "c", "major": major, "minor": minor,
+                    "fileMode": 0o666, "uid": 0, "gid": 0})
+            else:
+                # The host's node itself, as podman does for a rootless --device: the
+                # user opens it through its own group, as on the host.
+                config.setdefault("mounts", []).append({
+                    "destination": path, "type": "bind", "source": path,
+                    "options": ["bind", "rprivate", "nosuid", "noexec"]})
+                if st.st_mode & 0o006 != 0o006:
+                    _keep_groups(config)
+            resources.setdefault("devices", []).append({
+                "allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"})
         # Appended last so no other mount of the config can cover it.
         config.setdefault("mounts", []).append({
             "destination": KM_IN_CONTAINER, "type": "bind", "source": km.real,
             "options": ["rbind", "rprivate", "ro", "nosuid", "nodev"]})
-        linux = config.setdefault("linux", {})
-        resources = linux.setdefault("resources", {})
-        for path, st in devices:
-            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            linux.setdefault("devices", []).append({
-                "path": path, "type": "c", "major": major, "minor": minor,
-                "fileMode": 0o666, "uid": 0, "gid": 0})
-            resources.setdefault("devices", []).append({
-                "allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"})
         bundle.modified = True
         if host_debug:
             log.warning(f"Kontain debug: KM's verbose log and core files, and a report if "

@@ -47,7 +47,14 @@ def init_path() -> str:
 
 
 def debug_dir() -> str:
-    return _absolute("debug_dir", DEFAULT_DEBUG_DIR)
+    """Root's artefacts go to /var/lib; a user's (rootless) to its own state directory,
+    as XDG says, since /var/lib is not theirs to write."""
+    default = DEFAULT_DEBUG_DIR
+    if os.geteuid() != 0:
+        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        if state.startswith("/"):
+            default = os.path.join(state, "krun", "debug")
+    return _absolute("debug_dir", default)
 
 
 def km_pin() -> str | None:

@@ -11,9 +11,10 @@ the rest.
 from __future__ import annotations
 
 import os
+import stat
 
 from krun import fastjson as json
-from krun.errors import InvalidConfig, KrunError
+from krun.errors import InvalidConfig, KrunError, path_error
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 
@@ -208,14 +209,30 @@ def load_bundle(bundle: str, config_file: str | None = None) -> Bundle:
     """The bundle at `bundle`, with its config.json or (crun's --config) `config_file`,
     which is relative to the bundle as in crun."""
     path = os.path.abspath(bundle)
-    if not os.path.isdir(path):
-        raise KrunError(f"bundle {path}: no such file or directory"
-                        if not os.path.exists(path) else f"bundle {path}: not a directory")
+    _require_dir(path, "bundle")
     config_path = os.path.join(path, config_file or "config.json")
     label = os.path.basename(config_path) if config_file else "config.json"
     config = json.read_object(config_path, label)
     check_config(config, label)
     rootfs = os.path.join(path, config["root"]["path"])
-    if not os.path.isdir(rootfs):
-        raise KrunError(f"rootfs {rootfs}: no such file or directory")
+    _require_dir(rootfs, "rootfs")
     return Bundle(path=path, config_path=config_path, config=config, rootfs=rootfs)
+
+
+def _require_dir(path: str, what: str) -> None:
+    """A directory this process can enter. Unprivileged, one it may not search would
+    fail deep in libcrun (as "cannot open `proc`"): it is named here instead."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise KrunError(f"{what} {path}: no such file or directory") from None
+    except NotADirectoryError:
+        raise KrunError(f"{what} {path}: not a directory") from None
+    except OSError as e:
+        raise path_error("stat", e, path) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise KrunError(f"{what} {path}: not a directory")
+    try:
+        os.stat(os.path.join(path, "."))
+    except OSError as e:
+        raise path_error("open", e, path) from None

@@ -16,7 +16,14 @@ import os
 
 from krun import __version__, log
 from krun import fastjson as json
-from krun.errors import ContainerNotFound, KrunError, LibcrunError, strerror
+from krun.errors import (
+    ContainerNotFound,
+    KrunError,
+    LibcrunError,
+    PathError,
+    path_error,
+    strerror,
+)
 from krun.runtime import records
 from krun.runtime.bundle import check_process, load_bundle
 from krun.runtime.handlers import CreatePlan, ExecPlan, handler_by_name, handlers_for_create
@@ -79,7 +86,7 @@ def ensure_root(root: str) -> None:
     except FileExistsError:
         raise KrunError(f"--root {root}: not a directory") from None
     except OSError as e:
-        raise KrunError(f"--root {root}: {strerror(e.errno or 0)}") from None
+        raise path_error("mkdir", e) from None  # names the directory that failed
     if not os.path.isdir(root):
         raise KrunError(f"--root {root}: not a directory")
 
@@ -287,6 +294,8 @@ def delete(g: SimpleNamespace, container_id: str, force: bool) -> None:
         st: Status | None = read_status(g.root, container_id)
     except ContainerNotFound:
         st = None
+    except PathError:
+        raise  # a state krun may not read is not a crash's leftover: nothing to remove
     except KrunError:
         if not force:
             raise

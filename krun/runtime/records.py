@@ -26,7 +26,7 @@ import fcntl
 import os
 
 from krun import fastjson as json
-from krun.errors import KrunError, strerror
+from krun.errors import KrunError, path_error, strerror
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def records_dir(root: str) -> str:
     except FileExistsError:
         pass
     except OSError as e:
-        raise KrunError(f"cannot create {path}: {strerror(e.errno or errno.EIO)}") from None
+        raise path_error("mkdir", e, path) from None
     return path
 
 
@@ -76,7 +76,7 @@ class Journal:
             # removes that): in every case the id is taken.
             raise KrunError(f'container "{container_id}" already exists') from None
         except OSError as e:
-            raise KrunError(f"cannot create {path}: {strerror(e.errno or errno.EIO)}") from None
+            raise path_error("open", e, path) from None
         journal = cls(root, container_id, fd)
         fcntl.lockf(fd, fcntl.LOCK_EX, *CREATE_LOCK)  # cannot block: the file is ours
         if os.path.lexists(os.path.join(root, container_id)):
@@ -264,8 +264,11 @@ def remove_record(root: str, container_id: str) -> None:
 
 
 def record_ids(root: str) -> list[str]:
+    path = os.path.join(root, RECORDS)
     try:
-        names = os.listdir(os.path.join(root, RECORDS))
-    except OSError:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as e:  # runc too: a root it may not read is an error, not "none"
+        raise path_error("open", e, path) from None
     return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))

@@ -13,7 +13,7 @@ import errno
 import os
 
 from krun import fastjson as json
-from krun.errors import ContainerNotFound, KrunError
+from krun.errors import ContainerNotFound, KrunError, path_error
 from krun.runtime.records import read_record, record_ids
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
@@ -105,6 +105,8 @@ def read_status(root: str, container_id: str) -> Status:
         raise ContainerNotFound(container_id) from None
     except NotADirectoryError:
         raise ContainerNotFound(container_id) from None
+    except OSError as e:
+        raise path_error("open", e, os.path.join(sdir, "status")) from None
     except ValueError as e:
         raise KrunError(f"container {container_id!r}: corrupt state file: {e}") from None
     extra = read_record(root, container_id) or {}
