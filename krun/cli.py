@@ -235,6 +235,10 @@ COMMANDS: tuple[Cmd, ...] = (
     ), args=(), module="install"),
     Cmd("network-hook", "internal: the createRuntime hook that wires a bridged container",
         module="network_hook"),
+    # The Kontain toolkit: each parses its own words with click (not on the runtime's hot
+    # path, and `krun km` takes docker's options, not runc's).
+    Cmd("image", "build a minimal OCI image around a payload (build)", args=(), rest="argv",
+        module="image"),
     Cmd("checkpoint", "not supported yet", args=(Arg("container_id", required=False),),
         module="unsupported"),
     Cmd("restore", "not supported yet", args=(Arg("container_id", required=False),),
