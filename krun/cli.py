@@ -239,6 +239,8 @@ COMMANDS: tuple[Cmd, ...] = (
     # path, and `krun km` takes docker's options, not runc's).
     Cmd("image", "build a minimal OCI image around a payload (build)", args=(), rest="argv",
         module="image"),
+    Cmd("km", "run a payload under KM in a throwaway container, in one line", args=(),
+        rest="argv", module="km"),
     Cmd("checkpoint", "not supported yet", args=(Arg("container_id", required=False),),
         module="unsupported"),
     Cmd("restore", "not supported yet", args=(Arg("container_id", required=False),),

@@ -32,7 +32,7 @@ _SIZED = {"memory", "memory_reservation", "memory_swap", "kernel_memory", "kerne
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
-def _size(text: str) -> int | None:
+def parse_size(text: str) -> int | None:
     """A size as runc reads it, or None if it is not one."""
     import re
 
@@ -51,7 +51,7 @@ def _flag_value(dest: str, text: str, section: str, key: str) -> int | str:
     if kind is str:
         return text
     if dest in _SIZED and text != "-1":
-        value = _size(text)
+        value = parse_size(text)
         if value is None:
             raise UsageError(f"invalid --{flag} {text!r}: expected bytes or a size "
                              "such as 512k, 50M or 1g")

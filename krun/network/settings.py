@@ -35,7 +35,7 @@ class NetworkRequest:
         self.mode, self.ip, self.publish = mode, ip, publish
 
 
-def _parse_publish(text: str, where: str) -> Publish:
+def parse_publish(text: str, where: str) -> Publish:
     spec, _, proto = text.strip().partition("/")
     proto = proto or "tcp"
     host, sep, cont = spec.partition(":")
@@ -67,7 +67,7 @@ def network_request(config: dict[str, Any]) -> NetworkRequest | None:
         publish = [p for p in annotations.get("run.krun.network.publish", "").split(",") if p]
     if mode not in MODES:
         raise InvalidConfig(f"{where}: mode {mode!r} is not one of {list(MODES)}")
-    ports = [_parse_publish(str(p), where) for p in publish]
+    ports = [parse_publish(str(p), where) for p in publish]
     if mode != "bridge" and (ip or ports):
         raise InvalidConfig(f"{where}: an address or published ports need mode bridge")
     return NetworkRequest(mode, ip, ports)

@@ -75,6 +75,11 @@ def handlers_for_create(g: SimpleNamespace, bundle: Bundle, opts: Any) -> list[H
     from krun.network.settings import network_requested
 
     found: list[Handler] = []
+    if getattr(opts, "km_bundle", False):
+        # `krun km`'s throwaway bundle: journaled first, so the undo removes it last.
+        from krun.toolkit.kmrun import KmBundleHandler
+
+        found.append(KmBundleHandler(g))
     if kontain_requested(g, bundle.config, bundle.rootfs):
         from krun.kontain.handler import KontainHandler
 
@@ -95,6 +100,10 @@ def handler_by_name(g: SimpleNamespace, name: str | None) -> Handler | None:
         from krun.network.handler import NetworkHandler
 
         return NetworkHandler(g)
+    if name == "km":
+        from krun.toolkit.kmrun import KmBundleHandler
+
+        return KmBundleHandler(g)
     return None
 
 
