@@ -46,8 +46,21 @@ class BuildPy(build_py):
         libexec.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(TOP / "native" / "init" / "build" / "krun-init", libexec / "krun-init")
         (libexec / "krun-init").chmod(0o755)
+        self._payload_sdk(pkg / "toolkit" / "sdk")
         (pkg / "_build_info.py").write_text(
             f'"""Written by setup.py at build time."""\n\nCOMMIT = "{_commit()}"\n')
+
+    def _payload_sdk(self, sdk: Path) -> None:
+        """`krun payload build`'s SDK: the libc for payloads (native/payload-libc) and
+        the module interface with its default core (native/payload-sdk)."""
+        libc = TOP / "native" / "payload-libc"
+        subprocess.run(["make", "-s", "-C", str(libc)], check=True)
+        shutil.copytree(libc / "build" / "include", sdk / "include")
+        shutil.copytree(libc / "build" / "lib", sdk / "lib", ignore=shutil.ignore_patterns("*.d"))
+        extra = TOP / "native" / "payload-sdk"
+        shutil.copyfile(extra / "krun_module.h", sdk / "include" / "krun_module.h")
+        (sdk / "src").mkdir()
+        shutil.copyfile(extra / "krun_modules_main.c", sdk / "src" / "krun_modules_main.c")
 
 
 setup(cffi_modules=["native/binding/build_binding.py:ffi"], cmdclass={"build_py": BuildPy})

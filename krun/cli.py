@@ -237,6 +237,8 @@ COMMANDS: tuple[Cmd, ...] = (
         module="network_hook"),
     # The Kontain toolkit: each parses its own words with click (not on the runtime's hot
     # path, and `krun km` takes docker's options, not runc's).
+    Cmd("payload", "build Kontain payloads (.km) from C sources (build, cc)", args=(),
+        rest="argv", module="payload"),
     Cmd("image", "build a minimal OCI image around a payload (build)", args=(), rest="argv",
         module="image"),
     Cmd("km", "run a payload under KM in a throwaway container, in one line", args=(),

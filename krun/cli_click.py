@@ -76,7 +76,12 @@ def _command(cmd: Cmd, invoke: Invoke) -> click.Command:
             values[cmd.rest] = list(values[cmd.rest])
         raise SystemExit(invoke(g, cmd, SimpleNamespace(**values)))
 
-    settings = {"allow_interspersed_args": cmd.rest is None, "help_option_names": ["-h", "--help"]}
+    settings: dict[str, Any] = {"allow_interspersed_args": cmd.rest is None,
+                                "help_option_names": ["-h", "--help"]}
+    if cmd.rest and not cmd.args:
+        # The toolkit's commands (payload, image, km) parse every word themselves, their
+        # --help and options included, as the fast parser passes them on.
+        settings.update(help_option_names=[], ignore_unknown_options=True)
     return click.Command(cmd.name, params=params, callback=callback, help=cmd.help,
                          hidden=cmd.help.startswith("internal:"),
                          context_settings=settings)
