@@ -1,4 +1,4 @@
-"""`krun image build` and `krun.toolkit.image.unpack`, without engines.
+"""`krun image build` and `krun.toolkit.image_unpack.unpack`, without engines.
 
 The archives are read back here with nothing but tarfile, json and hashlib, and checked
 against the OCI image spec: every blob named by its sha256, the descriptors' sizes, the
@@ -28,7 +28,7 @@ import pytest
 from conftest import REPO, krun_binary
 
 from krun.errors import KrunError
-from krun.toolkit.image import unpack
+from krun.toolkit.image_unpack import unpack
 
 HELLO = REPO / "km_payloads" / "hello.km"
 DYN = REPO / "km_payloads" / "dyn.km"
@@ -664,7 +664,7 @@ def test_unpack_as_an_unprivileged_user(open_dir: Path) -> None:
     mine = open_dir / "mine"
     mine.mkdir()
     os.chown(mine, 65534, 65534)
-    script = ("import sys, os; from krun.toolkit.image import unpack; "
+    script = ("import sys, os; from krun.toolkit.image_unpack import unpack; "
               "print(unpack(sys.argv[1], sys.argv[2])['Env']); "
               "print(oct(os.stat(sys.argv[2] + '/ro').st_mode & 0o777), "
               "os.stat(sys.argv[2] + '/ro/f').st_uid)")

@@ -28,7 +28,7 @@ Design:
   (/proc, /dev, /sys, -v targets, -w) inside a rootfs, which would write into the
   user's directory, and a host mount under the bundle would have to be unmounted
   before the bundle could be removed. The copy is private and writable, like a
-  docker container's layer. `--image FILE.tar` is unpacked by krun.toolkit.image.
+  docker container's layer. `--image FILE.tar` is unpacked by krun.toolkit.image_unpack.
 """
 
 from __future__ import annotations
@@ -503,9 +503,9 @@ def _copy_rootfs(source: str, rootfs: str) -> None:
 
 def _unpack_image(image: str, rootfs: str) -> dict[str, Any]:
     try:
-        from krun.toolkit.image import unpack
+        from krun.toolkit.image_unpack import unpack
     except ImportError:
-        raise KmError("--image needs krun.toolkit.image.unpack, which this krun does not "
+        raise KmError("--image needs krun.toolkit.image_unpack, which this krun does not "
                       "have yet") from None
     config = unpack(image, rootfs)
     return config if isinstance(config, dict) else {}

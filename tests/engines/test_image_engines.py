@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import krun_binary
 
-from krun.toolkit.image import unpack
+from krun.toolkit.image_unpack import unpack
 
 from . import images
 from .conftest import KONTAIN_WIP, Engine
