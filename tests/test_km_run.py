@@ -432,7 +432,7 @@ def test_bundle_removal_refuses_what_is_not_its_own(tmp_path: Path) -> None:
     """The undo removes `<root>/.krun/km/<id>` only when it is krun km's bundle of that
     id: a marker naming another id, a link, or a mount below it are left alone."""
     from krun.errors import KrunError
-    from krun.toolkit import kmrun
+    from krun.toolkit import kmbundle
 
     root = tmp_path / "root"
     base = root / ".krun" / "km"
@@ -442,14 +442,14 @@ def test_bundle_removal_refuses_what_is_not_its_own(tmp_path: Path) -> None:
     (other / ".krun-km").write_text(json.dumps({"id": "b"}))
     (other / "keep").write_text("x")
     with pytest.raises(KrunError, match="does not name"):
-        kmrun.remove_bundle(str(root), "a")
+        kmbundle.remove_bundle(str(root), "a")
     assert (other / "keep").exists()
     target = tmp_path / "elsewhere"
     target.mkdir()
     (target / ".krun-km").write_text(json.dumps({"id": "l"}))
     (base / "l").symlink_to(target)
     with pytest.raises(KrunError, match="not a directory"):
-        kmrun.remove_bundle(str(root), "l")
+        kmbundle.remove_bundle(str(root), "l")
     assert (target / ".krun-km").exists()
     mounted = base / "m"
     (mounted / "rootfs").mkdir(parents=True)
@@ -457,11 +457,11 @@ def test_bundle_removal_refuses_what_is_not_its_own(tmp_path: Path) -> None:
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mounted / "rootfs")], check=True)
     try:
         with pytest.raises(KrunError, match="still mounted"):
-            kmrun.remove_bundle(str(root), "m")
+            kmbundle.remove_bundle(str(root), "m")
         assert (mounted / ".krun-km").exists()
     finally:
         subprocess.run(["umount", str(mounted / "rootfs")], check=True)
-    kmrun.remove_bundle(str(root), "m")
+    kmbundle.remove_bundle(str(root), "m")
     assert not mounted.exists()
     with pytest.raises(KrunError, match="invalid container id"):
-        kmrun.remove_bundle(str(root), "../x")
+        kmbundle.remove_bundle(str(root), "../x")

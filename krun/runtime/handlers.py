@@ -77,7 +77,7 @@ def handlers_for_create(g: SimpleNamespace, bundle: Bundle, opts: Any) -> list[H
     found: list[Handler] = []
     if getattr(opts, "km_bundle", False):
         # `krun km`'s throwaway bundle: journaled first, so the undo removes it last.
-        from krun.toolkit.kmrun import KmBundleHandler
+        from krun.toolkit.kmbundle import KmBundleHandler
 
         found.append(KmBundleHandler(g))
     if kontain_requested(g, bundle.config, bundle.rootfs):
@@ -101,7 +101,7 @@ def handler_by_name(g: SimpleNamespace, name: str | None) -> Handler | None:
 
         return NetworkHandler(g)
     if name == "km":
-        from krun.toolkit.kmrun import KmBundleHandler
+        from krun.toolkit.kmbundle import KmBundleHandler
 
         return KmBundleHandler(g)
     return None
