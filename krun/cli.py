@@ -409,13 +409,16 @@ def _exit(code: int) -> None:
         os._exit(code)
 
 
+CLONED_ENV = "_LIBCONTAINER_CLONED_BINARY"  # libcrun's mark on a re-executed copy
+
+
 def _guard_first() -> None:
     """libcrun's CVE-2019-5736 guard is the binding's constructor: on a writable
     interpreter it re-executes the whole process from a sealed copy when the binding
     first loads. That must happen before krun has done anything (claimed an id, written
     a record), or the copy would meet the original's work and fail on it. On a read-only
     interpreter (what the installer arranges) the guard does nothing: one statvfs."""
-    if "_LIBCONTAINER_CLONED_BINARY" in os.environ:
+    if CLONED_ENV in os.environ:
         return
     try:
         readonly = os.statvfs("/proc/self/exe").f_flag & os.ST_RDONLY

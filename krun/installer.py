@@ -53,18 +53,24 @@ def launcher_text() -> str:
             "main()\n")
 
 
-def write_launcher(dest: str) -> None:
-    directory = os.path.dirname(os.path.abspath(dest))
+def _replace(path: str, text: str, mode: int) -> None:
+    """Write `path` whole or not at all: a reader (or a running krun, for the launcher)
+    sees the old file or the new one, never half of one."""
+    directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".krun.", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(launcher_text())
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, dest)  # a running krun keeps the file it started from
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_launcher(dest: str) -> None:
+    _replace(dest, launcher_text(), 0o755)
 
 
 def _is_mountpoint(path: str) -> bool:
@@ -100,12 +106,7 @@ def pin(config: str, km: str, sha256: str) -> None:
         text = None
     new = tomlfile.set_value(text, ("kontain",), "km", km, PIN_MARKER)
     new = tomlfile.set_value(new, ("kontain",), "km_sha256", sha256, PIN_MARKER)
-    os.makedirs(os.path.dirname(config), mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".krun.toml.", dir=os.path.dirname(config))
-    with os.fdopen(fd, "w") as f:
-        f.write(new)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, config)
+    _replace(config, new, 0o644)
 
 
 def unpin(config: str) -> None:
@@ -115,8 +116,7 @@ def unpin(config: str) -> None:
         text = f.read()
     new = tomlfile.remove_key(text, ("kontain",), "km_sha256", PIN_MARKER)
     new = tomlfile.remove_key(new, ("kontain",), "km", PIN_MARKER)
-    with open(config, "w") as f:
-        f.write(new)
+    _replace(config, new, 0o644)
 
 
 def main(argv: list[str]) -> int:

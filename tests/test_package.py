@@ -8,6 +8,7 @@ through that install, and check the installed tree of the suite's own krun too.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import stat
@@ -104,7 +105,7 @@ def _launcher_paths(launcher: Path) -> list[str]:
     first = text.splitlines()[0]
     assert first.startswith("#!/") and first.endswith(" -IS"), first
     line = next(ln for ln in text.splitlines() if ln.startswith("sys.path"))
-    return [first[2:].split()[0], *eval(line.split("(", 1)[1].rsplit(")", 1)[0])]
+    return [first[2:].split()[0], *ast.literal_eval(line.split("(", 1)[1].rsplit(")", 1)[0])]
 
 
 def _writable_or_foreign(tree: Path) -> list[str]:

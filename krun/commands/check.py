@@ -20,6 +20,7 @@ import os
 import sys
 from types import SimpleNamespace
 
+from krun.cli import CLONED_ENV  # libcrun's mark on a re-executed copy
 from krun.errors import KrunError
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
@@ -36,7 +37,6 @@ KERNEL_MIN_KONTAIN = (5, 6)
 CGROUP_ROOT = "/sys/fs/cgroup"
 HUGETLB_V1 = "/sys/fs/cgroup/hugetlb"
 SUBID_FILES = ("/etc/subuid", "/etc/subgid")
-CLONED_ENV = "_LIBCONTAINER_CLONED_BINARY"  # libcrun's mark on a re-executed copy
 ENGINE_LABELS = {"docker": "docker", "podman": "podman", "containerd": "containerd",
                  "crio": "CRI-O"}
 

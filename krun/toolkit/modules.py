@@ -26,13 +26,11 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def _section(obj: Path, out: Path) -> bytes | None:
-    """The object's module-name section, or None when it has none."""
-    heads = subprocess.run(["objdump", "-h", str(obj)], capture_output=True, text=True)
-    if MODULE_SECTION not in heads.stdout:
-        return None
+    """The object's module-name section, or None when it has none (objcopy then writes
+    nothing: a declared name is never empty, it holds at least its NUL)."""
     subprocess.run(["objcopy", "-O", "binary", f"--only-section={MODULE_SECTION}", str(obj),
                     str(out)], check=True, capture_output=True)
-    return out.read_bytes()
+    return out.read_bytes() or None
 
 
 def _globals(obj: Path) -> set[str]:

@@ -163,11 +163,10 @@ class Build:
     sse: bool = False
     verbose: bool = False
     cache: bool = True
-    extra_cflags: list[str] = field(default_factory=list)
 
     def cflags(self) -> list[str]:
         return [f"-O{self.optimize}", *(f"-I{d}" for d in self.include_dirs),
-                *(f"-D{d}" for d in self.defines), *self.extra_cflags]
+                *(f"-D{d}" for d in self.defines)]
 
 
 class Builder:
