@@ -1,7 +1,7 @@
 """libcrun 1.8.1's own bugs that reached krun users, on real containers.
 
-One hostile test per bug (native/libcrun/patches/0005-0010; bug 3 is krun's undo
-journal). Each puts the host in the state that triggered the bug (a FROZEN cgroup, a
+One hostile test per bug (native/libcrun/patches/0005-0010 and 0012; bug 3 is krun's
+undo journal). Each puts the host in the state that triggered the bug (a FROZEN cgroup, a
 parent cgroup with a CPU quota, a root-only bundle, ...) and puts it back afterwards:
 the host's /dev/null, the cgroups made here, the processes started here.
 """
@@ -12,9 +12,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CGROUP_BASE, ROOTFS, BundleFactory, Krun, make_config
+from conftest import CGROUP_BASE, REPO, ROOTFS, ROOTS_BASE, BundleFactory, Krun, make_config
 
 USERNS_HOST_ID = 100000
 CID = re.compile(r"krt-\d+-\d+")
@@ -362,3 +364,144 @@ def test_userns_bind_source_in_a_root_only_bundle(krun: Krun, tmp_path: Path, ci
         assert proc.stdout == "hello from the host\n"
     finally:
         krun("delete", "--force", cid, check=False)
+
+
+# --- bug 7: a READY=1 sent just before the container exits is dropped -------------
+# libcrun's foreground run reaped the exited container first and returned without
+# reading the notify socket, so whoever waits for READY=1 (systemd, podman
+# --sdnotify=container) never got it. crun's own test suite (sd-notify-proxy) flakes on
+# this; a poststart hook that sleeps makes the container finish before run's wait loop.
+
+class NotifyServer:
+    """The host's NOTIFY_SOCKET: records every datagram, and closes the fd of each
+    BARRIER=1 (what systemd does), so libcrun's sd_notify_barrier returns at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[bytes] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o777)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, fds, _, _ = socket.recv_fds(self.sock, 4096, 8)
+            except TimeoutError:
+                continue
+            for fd in fds:
+                os.close(fd)
+            self.messages.append(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_ready(tmp_path: Path) -> Path:
+    out = tmp_path / "notify-ready"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(out),
+                    str(REPO / "tests" / "data" / "notify_ready.c")],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def notify_server(tmp_path: Path) -> Iterator[NotifyServer]:
+    server = NotifyServer(tmp_path / "notify.sock")
+    yield server
+    server.close()
+
+
+def _notifying_bundle(bundle: BundleFactory, notify_ready: Path, hook_sleep: str | None) -> Path:
+    def mutate(c: dict[str, Any]) -> None:
+        c["mounts"].append({"destination": "/notify-ready", "type": "bind",
+                            "source": str(notify_ready), "options": ["bind", "ro"]})
+        if hook_sleep:
+            sleep = shutil.which("sleep") or "/bin/sleep"
+            c["hooks"] = {"poststart": [{"path": sleep, "args": ["sleep", hook_sleep]}]}
+    b = bundle(["/notify-ready"], mutate=mutate)
+    (b / "rootfs" / "notify-ready").touch()
+    return b
+
+
+def _env_with(server: NotifyServer) -> dict[str, str]:
+    return {**os.environ, "NOTIFY_SOCKET": str(server.path)}
+
+
+@pytest.fixture
+def short_krun() -> Iterator[Krun]:
+    """krun with a state root short enough for libcrun's notify socket path
+    (<root>/<id>/notify/notify) to fit sun_path: bug 8 below is the long one."""
+    import conftest
+
+    ROOTS_BASE.mkdir(mode=0o700, exist_ok=True)
+    root = ROOTS_BASE / f"n{os.getpid()}"
+    conftest._session_roots.add(root)  # the session's leak check covers it too
+    k = Krun(root)
+    yield k
+    left = [d.name for d in root.iterdir() if not d.name.startswith(".")] if root.exists() else []
+    for cid in left:
+        k("delete", "--force", cid, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not left, f"test left containers behind: {left}"
+
+
+@pytest.mark.parametrize("hook_sleep", ["0.5", None], ids=["exit-before-wait", "plain"])
+def test_run_relays_ready_sent_just_before_exit(short_krun: Krun, bundle: BundleFactory,
+                                                cid: str, notify_ready: Path,
+                                                notify_server: NotifyServer,
+                                                hook_sleep: str | None) -> None:
+    b = _notifying_bundle(bundle, notify_ready, hook_sleep)
+    for i in range(3 if hook_sleep else 10):
+        notify_server.messages.clear()
+        proc = short_krun("run", "--bundle", str(b), f"{cid}-{i}", check=False, timeout=20,
+                          env=_env_with(notify_server))
+        assert proc.returncode == 0, proc.stderr
+        assert b"READY=1" in notify_server.messages, (i, notify_server.messages)
+
+
+def test_create_start_relays_ready(short_krun: Krun, bundle: BundleFactory, cid: str,
+                                   notify_ready: Path, notify_server: NotifyServer) -> None:
+    b = _notifying_bundle(bundle, notify_ready, None)
+    env = _env_with(notify_server)
+    try:
+        short_krun("create", "--bundle", str(b), cid, env=env)
+        short_krun("start", cid, env=env, timeout=20)
+        assert b"READY=1" in notify_server.messages, notify_server.messages
+    finally:
+        short_krun("delete", "--force", cid, env=env, check=False)
+
+
+# --- bug 8: NOTIFY_SOCKET fails under a long state root ----------------------------
+# libcrun binds <root>/<id>/notify/notify; a path longer than sun_path (108) was bound
+# as /proc/self/fd/<the new socket> instead of through its directory: EADDRINUSE, so
+# every run and create with NOTIFY_SOCKET failed under a deep root (containerd's are).
+
+@pytest.mark.parametrize("command", ["run", "create"])
+def test_notify_socket_under_a_long_state_root(krun: Krun, bundle: BundleFactory, cid: str,
+                                               notify_ready: Path, notify_server: NotifyServer,
+                                               command: str) -> None:
+    import conftest
+
+    pad = max(0, 120 - len(f"{krun.root}-/{cid}/notify/notify"))
+    long_root = Krun(Path(f"{krun.root}-{'d' * pad}"))
+    conftest._session_roots.add(long_root.root)  # the session's leak check covers it too
+    assert len(str(long_root.root / cid / "notify" / "notify")) >= 108
+    b = _notifying_bundle(bundle, notify_ready, None)
+    env = _env_with(notify_server)
+    try:
+        proc = long_root(command, "--bundle", str(b), cid, env=env, check=False, timeout=20)
+        assert proc.returncode == 0, proc.stderr
+        if command == "create":
+            long_root("start", cid, env=env, timeout=20)
+        assert b"READY=1" in notify_server.messages, notify_server.messages
+    finally:
+        long_root("delete", "--force", cid, env=env, check=False)
+        shutil.rmtree(long_root.root, ignore_errors=True)
