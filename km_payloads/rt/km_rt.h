@@ -123,6 +123,18 @@ static inline long rt_setitimer(int which, const struct __kernel_old_itimerval *
 }
 __attribute__((noreturn)) void rt_exit(int code);
 
+/* KM's snapshot hypercall (505): 0 in the resumed instance and in a live original. */
+#define KM_HC_SNAPSHOT 505
+static inline long rt_snapshot(const char *label, const char *desc, int live)
+{
+    return HC3(KM_HC_SNAPSHOT, label, desc, live);
+}
+static inline long rt_sleep_ms(long ms)
+{
+    struct __kernel_timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+    return rt_nanosleep(&ts, 0);
+}
+
 /*
  * Signals. The kernel's struct sigaction; rt_signal() installs a handler
  * with rt's restorer (rt_restore, start.S), which x86-64 requires.

@@ -91,6 +91,11 @@ static void fill_prstatus(struct km *km, int sig, const struct kvm_regs *r, stru
     memcpy(&ps->pr_reg, &u, sizeof(u));
 }
 
+void km_core_prstatus(struct km *km, const struct kvm_regs *r, struct elf_prstatus *ps)
+{
+    fill_prstatus(km, 0, r, ps);
+}
+
 static void fill_prpsinfo(struct km *km, struct elf_prpsinfo *pi)
 {
     memset(pi, 0, sizeof(*pi));

@@ -25,7 +25,7 @@
 #define MAX_PHNUM 128
 #define MAX_ALIGN 0x200000          /* larger p_align is treated as 2 MiB */
 
-static const char snapshot_refusal[] = "snapshots are not supported by this KM yet";
+static const char snapshot_refusal[] = "a snapshot (ET_CORE) cannot be an interpreter";
 
 struct elf_file {
     const char *path;
@@ -89,12 +89,13 @@ static const char *check_header(const Elf64_Ehdr *eh, uint64_t size)
             : "unsupported ELF class; a 64-bit x86-64 payload is required";
     if (eh->e_ident[EI_DATA] != ELFDATA2LSB)
         return "not a little-endian ELF; an x86-64 payload is required";
+    /* A snapshot, even a truncated one: resume.c checks (and explains) the rest. */
+    if (size >= offsetof(Elf64_Ehdr, e_machine) && eh->e_type == ET_CORE)
+        return snapshot_refusal;
     if (size < sizeof(*eh))
         return "truncated ELF file";
     if (eh->e_machine != EM_X86_64)
         return "not an x86-64 ELF (wrong machine)";
-    if (eh->e_type == ET_CORE)
-        return snapshot_refusal;
     if (eh->e_type != ET_EXEC && eh->e_type != ET_DYN)
         return "not an executable ELF (need ET_EXEC or ET_DYN)";
     if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0)

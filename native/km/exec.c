@@ -96,6 +96,12 @@ static char **km_command(struct km *km, const char *path, char **argv, int argc)
     if (argc == 0 || strcmp(argv[0], path) != 0)
         cmd[n++] = strdup_printf("--argv0=%s", argc ? argv[0] : "");
     cmd[n++] = strdup_printf("--sigmask=%llx", (unsigned long long)km_signals_mask(km));
+    if (o->snapshot)
+        cmd[n++] = strdup_printf("--snapshot=%s", o->snapshot);
+    if (o->mgtpipe)
+        cmd[n++] = strdup_printf("--mgtpipe=%s", o->mgtpipe);     /* bound again there */
+    else if (km->mgt_listen_fd >= 0 && fcntl(km->mgt_listen_fd, F_SETFD, 0) == 0)
+        cmd[n++] = strdup_printf("--mgt-fd=%d", km->mgt_listen_fd);
     cmd[n++] = "--";
     cmd[n++] = (char *)path;
     for (int i = 1; i < argc; i++)

@@ -133,7 +133,24 @@ void km_pages_release(struct km *km, uint64_t start, uint64_t end)
     if (end <= start)
         return;
     set_pages(km, start, end, false);
-    madvise(km->mem + start, end - start, MADV_DONTNEED);
+    km_discard(km, start, end - start);
+}
+
+/*
+ * Drops guest pages: they read as zero afterwards. After a resume some are
+ * MAP_PRIVATE pages of the snapshot file, where MADV_DONTNEED would bring
+ * the file's bytes back, so those get fresh anonymous memory instead.
+ */
+void km_discard(struct km *km, uint64_t start, uint64_t len)
+{
+    if (km->file_backed &&
+        mmap(km->mem + start, len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED)
+        return;
+    if (km->file_backed)
+        memset(km->mem + start, 0, len);
+    else
+        madvise(km->mem + start, len, MADV_DONTNEED);
 }
 
 bool km_pages_free(const struct km *km, uint64_t start, uint64_t end)

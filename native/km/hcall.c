@@ -278,7 +278,7 @@ static int64_t hc_madvise(struct km *km, const uint64_t *a)
     if (!page_range_ok(a[0], a[1]))
         return -EINVAL;
     if ((int)a[2] == MADV_DONTNEED)
-        madvise(km->mem + a[0], km_page_up(a[1]), MADV_DONTNEED);
+        km_discard(km, a[0], km_page_up(a[1]));
     return 0;
 }
 
@@ -404,6 +404,7 @@ static const struct hc_desc hc_table[KM_HC_MAX] = {
     PASS(pipe2, 2, A_FDPAIR, A_VAL),
     PASS(getrandom, 3, A_BUF, A_VAL, A_VAL),
     [SYS_execveat] = { "execveat", km_hc_execveat, 5, false, { A_DIRFD, A_PATH } },
+    [505] = { "snapshot", km_hc_snapshot, 3, false, { A_VAL, A_VAL, A_VAL } },
 };
 
 /* Checks and translates one argument; returns 0 or -errno. */
@@ -522,5 +523,5 @@ bool km_hcall(struct km *km, unsigned nr)
         km_signals_interrupted(km, nr, d->restart);
     if (km->trace)
         trace_call(km, nr, d, block + 1, ret);
-    return !(d->fn == hc_exit_group);
+    return !(d->fn == hc_exit_group) && !km->stop;
 }

@@ -42,6 +42,9 @@ struct km_options {
     const char *argv0;              /* --argv0: the payload's argv[0] if not its path */
     bool have_sigmask;
     uint64_t sigmask;               /* --sigmask: the payload's initial signal mask */
+    const char *snapshot;           /* --snapshot=FILE: hypercall 505's output; default ./kmsnap */
+    const char *mgtpipe;            /* --mgtpipe=PATH: KM listens there for snapshot requests */
+    int mgt_fd;                     /* --mgt-fd=N: an inherited listening socket; -1: none */
 };
 
 /* What the ELF loader learned, for the initial stack and brk. */
@@ -133,7 +136,43 @@ struct km {
     bool io_pending;                /* an I/O exit awaits completion by KVM_RUN */
 
     int exit_code;                  /* valid once km_hcall returned false */
+    bool stop;                      /* a hypercall ended the payload (non-live snapshot) */
+
+    uint64_t cpu_digest;            /* FNV-1a of KVM_GET_SUPPORTED_CPUID (snapshot.c) */
+    bool have_digest;
+    const char *device_path;        /* the virtualization device in use */
+    bool file_backed;               /* resumed: some guest pages are MAP_PRIVATE file pages */
+    uint64_t snap_dev, snap_ino;    /* resumed: the snapshot file this instance maps */
+    int mgt_listen_fd;              /* the management socket; -1: none (mgt.c) */
 };
+
+/* Snapshots (snapshot.c, resume.c, mgt.c). */
+#define KM_SIG_KICK         33      /* KM-internal: kicks the vCPU thread (libc-reserved) */
+#define KM_SNAP_DEFAULT     "./kmsnap"
+extern struct km *km_self;          /* the one instance, for the blocking-call wrapper */
+extern volatile unsigned km_kicks;  /* KM_SIG_KICK deliveries so far */
+extern volatile int km_mgt_pending; /* a management request waits for the vCPU thread */
+
+/* Writes a snapshot into fd (pwrite from 0, then ftruncate). regs: the vCPU's registers to
+   record (NULL: the current ones). 0 or -errno, with a one-line reason in err. */
+int km_snapshot_write(struct km *km, int fd, const struct kvm_regs *regs, const char *label,
+                      const char *desc, uint64_t *size, char *err, size_t errlen);
+uint64_t km_cpu_digest(int kvm_fd);
+uint64_t km_cpu_digest_cached(struct km *km);   /* vm.c */
+struct elf_prstatus;
+void km_core_prstatus(struct km *km, const struct kvm_regs *r, struct elf_prstatus *ps);
+int64_t km_hc_snapshot(struct km *km, const uint64_t *a);
+/* The vCPU thread serves a pending management request; rewind: the vCPU is inside a
+   hypercall whose host call was interrupted, record it at its `out` instruction. */
+void km_mgt_serve(struct km *km, bool rewind);
+int km_mgt_init(struct km *km);
+int km_mgt_start(struct km *km);
+void km_mgt_cleanup(void);
+bool km_mgt_private_fd(int fd);
+/* resume.c: 0 (then km_resume_finish once KM's fds are private, then run) or an exit status. */
+int km_resume(struct km *km, const char *path);
+int km_resume_finish(struct km *km);
+void km_discard(struct km *km, uint64_t start, uint64_t len);
 
 /* log.c: KM's own messages; km_err always, km_trace for --verbose. */
 void km_err(struct km *km, const char *fmt, ...)
@@ -173,6 +212,7 @@ int64_t km_hc_execveat(struct km *km, const uint64_t *a);
 /* signal.c */
 extern volatile uint64_t km_sig_held;   /* caught by KM's host handlers, not yet delivered */
 int km_signals_init(struct km *km);
+int km_signals_kick_init(struct km *km);
 void km_signals_deliver(struct km *km);
 void km_signal_fault(struct km *km, struct kvm_regs *regs, const struct km_fault *f);
 __attribute__((noreturn)) void km_die(struct km *km, int sig, const struct kvm_regs *regs,

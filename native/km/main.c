@@ -16,9 +16,11 @@
 extern char **environ;
 
 static struct km km;    /* one per process; large (page bitmap), so static */
+struct km *km_self = &km;
 
 static const char usage_text[] =
     "Usage: km [options] payload[.km] [payload args...]\n"
+    "       km [options] SNAPSHOT    (resume an ET_CORE snapshot written by this KM)\n"
     "Runs a Kontain payload in a KVM virtual machine. Options end at the first\n"
     "non-option argument, which is the payload path (PATH is not searched).\n"
     "\n"
@@ -38,16 +40,19 @@ static const char usage_text[] =
     "                          (default: ./kmcore)\n"
     "      --argv0=NAME        the payload's argv[0] (default: its path as given)\n"
     "      --sigmask=HEX       the payload's initial signal mask (default: KM's)\n"
+    "      --snapshot=FILE     where hypercall 505 writes a snapshot (default: ./kmsnap)\n"
+    "      --mgtpipe=PATH      listen at PATH (AF_UNIX) for snapshot requests\n"
+    "      --mgt-fd=N          the same on an inherited, listening AF_UNIX socket N\n"
     "\n"
     "Exit status: the payload's exit code. If the payload dies of signal N (sent to\n"
     "KM, or a guest fault), KM dies of signal N too (a shell shows 128+N); 127\n"
     "payload not found; 126 payload unreadable or not a valid payload; 2 usage\n"
-    "error; 1 KVM error or a snapshot (ET_CORE) file.\n";
+    "error; 1 KVM error or a snapshot that cannot be resumed (km: SNAP: ...).\n";
 
 bool km_is_private_fd(const struct km *k, int fd)
 {
     return fd >= 0 &&
-           (fd == k->vcpu_fd || fd == k->vm_fd || fd == k->log_fd);
+           (fd == k->vcpu_fd || fd == k->vm_fd || fd == k->log_fd || km_mgt_private_fd(fd));
 }
 
 static void usage_error(const char *fmt, const char *arg)
@@ -130,6 +135,17 @@ static void parse_options(struct km_options *o, int argc, char **argv)
             if (errno || end == value || *end)
                 usage_error("--sigmask needs a hexadecimal mask, got '%s'", value);
             o->have_sigmask = true;
+        } else if (option_value(argc, argv, &i, NULL, "--snapshot", &value)) {
+            o->snapshot = value;
+        } else if (option_value(argc, argv, &i, NULL, "--mgtpipe", &value)) {
+            o->mgtpipe = value;
+        } else if (option_value(argc, argv, &i, NULL, "--mgt-fd", &value)) {
+            char *end;
+            errno = 0;
+            long fd = strtol(value, &end, 10);
+            if (errno || end == value || *end || fd < 0 || fd > 65535)
+                usage_error("--mgt-fd needs a descriptor number, got '%s'", value);
+            o->mgt_fd = (int)fd;
         } else if (option_value(argc, argv, &i, NULL, "--putenv", &value)) {
             if (!strchr(value, '=') || value[0] == '=')
                 usage_error("--putenv needs KEY=VALUE, got '%s'", value);
@@ -140,6 +156,8 @@ static void parse_options(struct km_options *o, int argc, char **argv)
     }
     if (i >= argc)
         usage_error("%s", "missing payload file");
+    if (o->mgtpipe && o->mgt_fd >= 0)
+        usage_error("%s", "--mgtpipe and --mgt-fd exclude each other");
     o->payload = argv[i];
     o->payload_argv = argv + i;
     o->payload_argc = argc - i;
@@ -221,6 +239,18 @@ static int refusal_status(const struct km_refusal *why)
     return why->err == ENOENT || why->err == ENOTDIR ? KM_EXIT_NOTFOUND : KM_EXIT_NOEXEC;
 }
 
+/* km SNAPSHOT: the payload goes on where the snapshot stopped it. */
+static int resume(struct km *k)
+{
+    int rc;
+    if ((rc = km_resume(k, k->opt.payload)) != 0)
+        return rc;
+    hide_private_fds(k);
+    if ((rc = km_resume_finish(k)) != 0 || (rc = km_mgt_start(k)) != 0)
+        return rc;
+    return km_vm_run(k);
+}
+
 int main(int argc, char **argv)
 {
     static struct km_refusal why;
@@ -232,10 +262,14 @@ int main(int argc, char **argv)
     km.vm_fd = km.vcpu_fd = -1;
     km.fd_floor = private_fd_floor();
     km.self = argv[0];
+    km.mgt_listen_fd = -1;
+    km.opt.mgt_fd = -1;
     parse_options(&km.opt, argc, argv);
     if ((rc = setup_logging(&km)) != 0)
         return rc;
     if ((rc = km_signals_init(&km)) != 0)
+        return rc;
+    if ((rc = km_mgt_init(&km)) != 0)
         return rc;
     if ((rc = km_map_guest_memory(&km)) != 0)
         return rc;
@@ -246,6 +280,11 @@ int main(int argc, char **argv)
     if (km.opt.argv0)
         km.opt.payload_argv[0] = (char *)km.opt.argv0;
     if (km_load_target(&km, &target, &img, false, &why) != 0) {
+        /* The loader reads the header anyway: an ET_CORE file is a snapshot to resume. */
+        if (why.snapshot && km.opt.payload_argc > 1)
+            usage_error("%s: a snapshot takes no payload arguments", km.opt.payload);
+        if (why.snapshot)
+            return resume(&km);
         km_err(&km, "%s", why.msg);
         return refusal_status(&why);
     }
@@ -256,5 +295,7 @@ int main(int argc, char **argv)
     if ((rc = km_vm_create(&km, &img, rsp)) != 0)
         return rc;
     hide_private_fds(&km);
+    if ((rc = km_mgt_start(&km)) != 0)
+        return rc;
     return km_vm_run(&km);
 }

@@ -72,11 +72,11 @@ static siginfo_t held_info[KM_NSIG + 1];
  * begun (it executed its `outl`), so that is Linux's answer too: EINTR, or
  * a restart for an SA_RESTART handler (hcall.c, km_signals_interrupted).
  */
-long km_blocking_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+long km_bsc_raw(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 extern const char km_bsc_begin[], km_bsc_end[], km_bsc_cancel[];
 __asm__(".text\n"
-        ".globl km_blocking_syscall\n"
-        "km_blocking_syscall:\n"
+        ".globl km_bsc_raw\n"
+        "km_bsc_raw:\n"
         "    movq %rdi, %rax\n"
         "    movq %rsi, %rdi\n"
         "    movq %rdx, %rsi\n"
@@ -93,6 +93,88 @@ __asm__(".text\n"
         "km_bsc_cancel:\n"
         "    movq $-4, %rax\n"          /* -EINTR */
         "    ret\n");
+
+/*
+ * A blocking call interrupted by KM_SIG_KICK (a snapshot request, mgt.c)
+ * rather than by a guest signal: the guest must not notice. The snapshot
+ * records the vCPU at the hypercall's `out` (the resumed instance re-issues
+ * the call), and here the call is restarted; relative sleeps with the time
+ * they had left, so the live original sleeps neither shorter nor longer.
+ */
+volatile unsigned km_kicks;
+
+static bool kicked(unsigned before)
+{
+    if (before == km_kicks && !km_mgt_pending)
+        return false;
+    km_sig_wake = 0;        /* before the check: a guest signal from now on sets it again */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    return !km_signals_ready(km_self);
+}
+
+long km_blocking_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+    struct timespec req, rem;
+    long *reqp = NULL, *remp = NULL;
+    void *guest_rem = NULL;
+
+    if (nr == SYS_nanosleep || (nr == SYS_clock_nanosleep && !(a2 & TIMER_ABSTIME))) {
+        reqp = nr == SYS_nanosleep ? &a1 : &a3;
+        remp = nr == SYS_nanosleep ? &a2 : &a4;
+        guest_rem = (void *)*remp;
+        *remp = (long)&rem;
+    }
+    for (;;) {
+        unsigned before = km_kicks;
+        if (reqp)
+            rem = *(struct timespec *)*reqp;    /* what is left if the call never starts */
+        long r = km_bsc_raw(nr, a1, a2, a3, a4, a5, a6);
+        if (r != -EINTR || !kicked(before)) {
+            if (reqp && r == -EINTR && guest_rem)
+                memcpy(guest_rem, &rem, sizeof(rem));
+            return r;
+        }
+        km_mgt_serve(km_self, true);
+        if (reqp) {
+            req = rem;
+            *reqp = (long)&req;
+        }
+    }
+}
+
+/* KM_SIG_KICK: out of KVM_RUN, or out of (or before) a blocking call; nothing else. */
+static void on_kick(int sig, siginfo_t *si, void *ctx)
+{
+    int saved_errno = errno;
+    (void)sig, (void)si;
+    __atomic_fetch_add(&km_kicks, 1, __ATOMIC_SEQ_CST);
+    km_sig_wake = 1;
+    struct kvm_run *run = km_run_kick;
+    if (run)
+        run->immediate_exit = 1;
+    greg_t *rip = &((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP];
+    if (*rip >= (greg_t)km_bsc_begin && *rip < (greg_t)km_bsc_end)
+        *rip = (greg_t)km_bsc_cancel;
+    errno = saved_errno;
+}
+
+static long host_sigaction(int sig, const struct host_sigaction *new, struct host_sigaction *old);
+
+/* Installs the kick handler and makes sure KM_SIG_KICK is never blocked on the host. */
+int km_signals_kick_init(struct km *km)
+{
+    struct host_sigaction ha = {
+        .handler = (void *)on_kick, .flags = K_SA_SIGINFO | K_SA_RESTORER,
+        .restorer = km_host_restorer,
+    };
+    uint64_t one = BIT(KM_SIG_KICK);
+    if (host_sigaction(KM_SIG_KICK, &ha, NULL) < 0)
+        return KM_EXIT_SETUP;
+    km_sig_guest_mask(km);
+    syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &one, NULL, KSIGSET_SIZE);
+    km->sig.host_mask &= ~one;
+    return 0;
+}
 
 enum dfl { DFL_TERM, DFL_CORE, DFL_IGN, DFL_STOP, DFL_CONT };
 
@@ -210,9 +292,10 @@ void km_sig_set_mask(struct km *km, uint64_t mask)
     km_sig_guest_mask(km);
     mask &= ~UNBLOCKABLE;
     km->sig.mask = mask;
-    if (mask != km->sig.host_mask) {
-        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, NULL, KSIGSET_SIZE);
-        km->sig.host_mask = mask;
+    uint64_t host = mask & ~BIT(KM_SIG_KICK);      /* KM's own: never blocked */
+    if (host != km->sig.host_mask) {
+        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &host, NULL, KSIGSET_SIZE);
+        km->sig.host_mask = host;
     }
 }
 
@@ -367,6 +450,7 @@ void km_die(struct km *km, int sig, const struct kvm_regs *regs, const char *rep
         km_trace(km, "payload killed by signal %d (SIG%s): KM raises it on itself", sig,
                  sigabbrev_np(sig));
 
+    km_mgt_cleanup();
     /* KM's own core would be a copy of the guest's memory: the core above is the useful one. */
     prctl(PR_SET_DUMPABLE, 0);
     host_sigaction(sig, &dfl, NULL);
@@ -412,7 +496,8 @@ int64_t km_hc_rt_sigaction(struct km *km, const uint64_t *a)
     struct km_sigaction new;
     void *in = NULL, *out = NULL;
 
-    if (sig < 1 || sig > KM_NSIG || a[3] != KSIGSET_SIZE)
+    /* KM_SIG_KICK is KM's (libcs reserve it too: glibc SIGSETXID, musl SIGCANCEL). */
+    if (sig < 1 || sig > KM_NSIG || sig == KM_SIG_KICK || a[3] != KSIGSET_SIZE)
         return -EINVAL;
     if (a[1] && !(in = km_gptr(km, a[1], sizeof(new))))
         return -EFAULT;
@@ -494,7 +579,8 @@ int64_t km_hc_rt_sigsuspend(struct km *km, const uint64_t *a)
     km->sig.mask = wait_mask;
     if (!km_signals_ready(km)) {
         /* The host restores KM's mask when it returns; the guest's is settled on delivery. */
-        km_blocking_syscall(SYS_rt_sigsuspend, (long)&wait_mask, KSIGSET_SIZE, 0, 0, 0, 0);
+        uint64_t host_wait = wait_mask & ~BIT(KM_SIG_KICK);   /* snapshot requests get through */
+        km_blocking_syscall(SYS_rt_sigsuspend, (long)&host_wait, KSIGSET_SIZE, 0, 0, 0, 0);
     }
     return -EINTR;
 }

@@ -151,6 +151,7 @@ static int open_device(struct km *km, int *fd)
             return device_error(km, path, errno);
     }
     km->uname_suffix = strstr(path, "kkm") ? ".kontain.KKM" : ".kontain.KVM";
+    km->device_path = path;
     int version = ioctl(*fd, KVM_GET_API_VERSION, 0);
     if (version < 0) {
         km_err(km, "%s: not a KVM device (%s)", path, km_strerror(errno));
@@ -279,6 +280,23 @@ int km_vm_create(struct km *km, const struct km_image *img, uint64_t rsp)
     rc = create_vm(km, kvm_fd, img, rsp);
     close(kvm_fd);
     return rc;
+}
+
+/*
+ * The digest of the CPU features the guest may see, for snapshots: computed
+ * when first needed (a snapshot or a resume), as each ioctl costs at start.
+ */
+uint64_t km_cpu_digest_cached(struct km *km)
+{
+    if (!km->have_digest && km->device_path) {
+        int fd = open(km->device_path, O_RDWR | O_CLOEXEC);
+        if (fd >= 0) {
+            km->cpu_digest = km_cpu_digest(fd);
+            km->have_digest = true;
+            close(fd);
+        }
+    }
+    return km->cpu_digest;
 }
 
 /* ---- the vCPU's registers --------------------------------------------- */
@@ -528,6 +546,8 @@ int km_vm_run(struct km *km)
         if (km_signals_wanted(km))
             km_signals_deliver(km);
         km_signals_settle(km);
+        if (km_mgt_pending)
+            km_mgt_serve(km, false);    /* the vCPU is between instructions or hypercalls */
         int r = ioctl(km->vcpu_fd, KVM_RUN, 0);
         km->io_pending = false;
         if (r < 0) {
