@@ -101,6 +101,17 @@ _CREATE_OPTS = (
     Opt("--publish", "-p", kind=MULTI, help="with bridge: HOST_PORT:CONTAINER_PORT[/tcp|udp]"),
 )
 
+# CRIU's knobs, which runc and crun take and engines pass (podman: --file-locks,
+# --tcp-established, --manage-cgroups-mode); a KM snapshot has nothing they apply to.
+_CRIU_OPTS = tuple(Opt(name, kind=kind, help="accepted for runc (CRIU's); no effect on a "
+                                             "KM snapshot")
+                   for name, kind in (("--tcp-established", FLAG), ("--ext-unix-sk", FLAG),
+                                      ("--shell-job", FLAG), ("--file-locks", FLAG),
+                                      ("--manage-cgroups-mode", VALUE), ("--empty-ns", MULTI),
+                                      ("--auto-dedup", FLAG), ("--lazy-pages", FLAG),
+                                      ("--tcp-close", FLAG), ("--link-remap", FLAG)))
+
+
 def _default_root() -> str:
     """runc's rule: a non-root user's state lives in $XDG_RUNTIME_DIR (a private tmpfs
     the login made), root's in /run. Root of a user namespace that a user made is that
@@ -243,10 +254,30 @@ COMMANDS: tuple[Cmd, ...] = (
         module="image"),
     Cmd("km", "run a payload under KM in a throwaway container, in one line", args=(),
         rest="argv", module="km"),
-    Cmd("checkpoint", "not supported yet", args=(Arg("container_id", required=False),),
-        module="unsupported"),
-    Cmd("restore", "not supported yet", args=(Arg("container_id", required=False),),
-        module="unsupported"),
+    Cmd("checkpoint", "checkpoint a running Kontain container (a KM snapshot); plain "
+        "containers need CRIU, which this build lacks", (
+        Opt("--image-path", kind=VALUE, help="directory for the checkpoint (default: "
+                                             "./checkpoint)"),
+        Opt("--work-path", kind=VALUE, help="directory for logs (accepted; KM writes none)"),
+        Opt("--leave-running", help="leave the container running after the checkpoint"),
+        *_CRIU_OPTS,
+        Opt("--pre-dump", help="CRIU's iterative pre-dump: refused for KM snapshots"),
+        Opt("--parent-path", kind=VALUE, help="CRIU's pre-dump parent: refused"),
+        Opt("--page-server", kind=VALUE, help="CRIU's page server: refused"),
+        Opt("--status-fd", kind=VALUE, help="CRIU's status fd: refused"),
+    ), module="checkpoint"),
+    Cmd("restore", "restore a Kontain container from a checkpoint", (
+        _BUNDLE, _CONSOLE, _PID_FILE,
+        Opt("--image-path", kind=VALUE, help="the checkpoint's directory (default: "
+                                             "./checkpoint)"),
+        Opt("--work-path", kind=VALUE, help="directory for logs (accepted; KM writes none)"),
+        Opt("--detach", "-d", help="detach from the container's process"),
+        Opt("--no-subreaper", help="accepted for runc"),
+        Opt("--no-pivot", help="do not use pivot_root (for ramfs roots)"),
+        *_CRIU_OPTS,
+        Opt("--lsm-profile", kind=VALUE, help="accepted for runc; the config's profile applies"),
+        Opt("--lsm-mount-context", kind=VALUE, help="accepted for runc"),
+    ), module="restore"),
 )
 
 COMMANDS_BY_NAME = {c.name: c for c in COMMANDS}
@@ -324,10 +355,6 @@ def parse(argv: list[str]) -> tuple[SimpleNamespace, Cmd, SimpleNamespace]:
     if not rest or rest[0] not in COMMANDS_BY_NAME:
         raise NeedClick
     cmd = COMMANDS_BY_NAME[rest[0]]
-    if cmd.module_name == "unsupported":
-        # Even `checkpoint --help` must fail: podman probes it to learn whether
-        # checkpointing is supported.
-        return g, cmd, SimpleNamespace()
     values, positionals = _parse_opts(cmd.opts, rest[1:], len(cmd.args), cmd.rest is not None)
     fixed = cmd.args
     required = sum(1 for a in fixed if a.required)

@@ -6,7 +6,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from conftest import Krun
+from conftest import BundleFactory, Krun
 
 from krun import cli, cli_click
 
@@ -82,10 +82,36 @@ def test_version(krun: Krun) -> None:
         assert proc.stdout.startswith("krun version ") and "spec: 1.0.2" in proc.stdout
 
 
-def test_checkpoint_is_unsupported_even_for_help(krun: Krun) -> None:
-    for args in (["checkpoint", "--help"], ["checkpoint", "id"], ["restore", "id"]):
-        proc = krun(*args, check=False)
-        assert proc.returncode == 1 and "not supported" in proc.stderr
+def test_checkpoint_help_lists_runcs_flags(krun: Krun) -> None:
+    # podman runs `checkpoint --help` to learn whether the runtime can checkpoint.
+    for command, flags in (("checkpoint", ["--image-path", "--work-path", "--leave-running",
+                                           "--tcp-established", "--file-locks",
+                                           "--manage-cgroups-mode"]),
+                           ("restore", ["--image-path", "--bundle", "--detach", "--pid-file",
+                                        "--console-socket", "--tcp-established"])):
+        proc = krun(command, "--help", check=False)
+        assert proc.returncode == 0, proc.stderr
+        for flag in flags:
+            assert flag in proc.stdout, (command, flag)
+
+
+def test_checkpoint_of_a_plain_container_says_criu_is_missing(krun: Krun, bundle: BundleFactory,
+                                                             cid: str) -> None:
+    b = bundle(["sleep", "100"])
+    krun("run", "-d", "--bundle", str(b), cid)
+    try:
+        proc = krun("checkpoint", "--image-path", str(b / "cp"), cid, check=False)
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines() == [
+            f'krun: cannot checkpoint container "{cid}": it does not run under KM, and '
+            "checkpointing other containers needs CRIU, which this build lacks"]
+        assert krun.status(cid) == "running"
+        proc = krun("checkpoint", "--pre-dump", cid, check=False)
+        assert proc.returncode == 1 and "not supported for KM snapshots" in proc.stderr
+    finally:
+        krun("delete", "--force", cid)
+    proc = krun("checkpoint", "nosuch", check=False)
+    assert proc.returncode == 1 and "does not exist" in proc.stderr
 
 
 def test_features_is_honest_json(krun: Krun) -> None:
@@ -97,4 +123,5 @@ def test_features_is_honest_json(krun: Krun) -> None:
     with open("/proc/sys/kernel/cap_last_cap") as f:
         assert len(linux["capabilities"]) == int(f.read()) + 1
     assert linux["seccomp"]["enabled"] is True
-    assert features["annotations"]["org.krun.checkpoint.enabled"] == "false"
+    assert features["annotations"]["org.krun.checkpoint.enabled"] == "kontain-only"
+    assert features["annotations"]["org.krun.checkpoint.criu"] == "false"

@@ -35,7 +35,9 @@ SECCOMP_ARCHS = ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_MIPS", "SCMP_A
 
 def features() -> dict:
     annotations = {"org.krun.version": __version__, "org.krun.libcrun.version": "1.8.1",
-                   "org.krun.checkpoint.enabled": "false"}
+                   # A KM snapshot, for Kontain containers only: no CRIU in this build.
+                   "org.krun.checkpoint.enabled": "kontain-only",
+                   "org.krun.checkpoint.criu": "false"}
     annotations.update(handler_features())
     return {
         "ociVersionMin": "1.0.0",

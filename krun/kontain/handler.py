@@ -23,6 +23,7 @@ import stat
 from krun import fastjson as json
 from krun import log
 from krun.errors import KrunError, path_error, strerror
+from krun.kontain.checkpoint import MGT_IN_CONTAINER, SNAPSHOT_IN_CONTAINER
 from krun.kontain.extension import extension
 from krun.kontain.km import KM_IN_CONTAINER, open_km
 from krun.kontain.native import (
@@ -243,6 +244,16 @@ def host_init(args: list[str], config: dict[str, Any], rootfs: str) -> tuple[int
     return host_binary_fd(source, "init"), args.index("--", 1) + 1
 
 
+def _dev_is_tmpfs(config: dict[str, Any]) -> bool:
+    """The last mount at /dev (the one that ends up there) is a tmpfs."""
+    found = None
+    for m in config.get("mounts") or []:
+        if isinstance(m, dict) and isinstance(m.get("destination"), str) and \
+                os.path.normpath(m["destination"]) == "/dev":
+            found = m
+    return found is not None and found.get("type") == "tmpfs"
+
+
 class KontainHandler:
     name = "kontain"
 
@@ -251,17 +262,26 @@ class KontainHandler:
         self.debug = bool(getattr(g, "debug", False))
 
     @staticmethod
-    def _wrap(process: dict[str, Any], root: str, options: list[str]) -> list[str]:
-        """process.args under KM: [km, options, payload resolved in `root`, args...].
-        Returns the payload's own argv, as KM will start it."""
+    def _wrap(process: dict[str, Any], root: str, options: list[str],
+              resume: str | None = None) -> list[str]:
+        """process.args under KM: [km, options, payload resolved in `root`, args...]
+        (or, to `resume` a snapshot, [km, options, the snapshot]). Returns the
+        payload's own argv, as KM will start it."""
         args = list(process.get("args") or [])
         if not args:
             raise KrunError("Kontain: the process has no payload to run")
         if args[0] == KM_IN_CONTAINER:
             return args  # already KM (and libcrun runs the verified KM all the same)
+        if resume is not None:
+            # restore: KM resumes the snapshot mounted there; the config's args were
+            # the process the checkpoint stopped.
+            process["args"] = [KM_IN_CONTAINER, *options, SNAPSHOT_IN_CONTAINER]
+            return [SNAPSHOT_IN_CONTAINER]
         cwd = process.get("cwd", "/")
         payload = find_executable(root, args[0], process.get("env", []), cwd)
-        check_payload(root, payload, cwd)
+        if check_payload(root, payload, cwd) and len(args) > 1:
+            raise KrunError(f"payload {payload}: a KM snapshot resumes where it stopped and "
+                            f"takes no arguments ({len(args) - 1} given)")
         process["args"] = [KM_IN_CONTAINER, *options, payload, *args[1:]]
         return [payload, *args[1:]]
 
@@ -273,7 +293,13 @@ class KontainHandler:
         devices = _devices(ext.get("device", "auto"))
         debug = self.debug or bool(ext.get("debug"))
         host_debug = _debug_dir(plan.id) if debug else None
+        # The init's KM serves `krun checkpoint` on its management socket, in the
+        # container's own /dev tmpfs (engines and `krun spec` all mount one): elsewhere
+        # KM would write into the rootfs, or fail to start on a read-only one.
         options = km_options(ext.get("km", {}), debug, "init")
+        if _dev_is_tmpfs(config):
+            options.append(f"--mgtpipe={MGT_IN_CONTAINER}")
+        resume = getattr(plan.opts, "restore_snapshot", None)
         native_init = None
         payload: list[str] = []
         process = config.get("process")
@@ -284,7 +310,7 @@ class KontainHandler:
                 # krun-init is pid 1, KM its child: a payload's signal death then
                 # reaches the container's status at once (as pid 1, KM's re-raise of
                 # the signal is ignored, and it aborts after 2 s).
-                payload = self._wrap(process, bundle.rootfs, options)
+                payload = self._wrap(process, bundle.rootfs, options, resume)
                 prefix = ["krun-init", f"--km={km.dev}:{km.ino}"]
                 if host_debug:
                     prefix += [f"--report={DEBUG_IN_CONTAINER}/report.txt",
@@ -295,7 +321,7 @@ class KontainHandler:
                 # The engine's init is pid 1 already; it starts KM (by path).
                 init_fd, cut = init
                 process["args"] = args[cut:]
-                payload = self._wrap(process, bundle.rootfs, options)
+                payload = self._wrap(process, bundle.rootfs, options, resume)
                 process["args"] = [*args[:cut], *process["args"]]
                 native_init = args[0]
                 plan.exec_fd = init_fd
@@ -322,6 +348,10 @@ class KontainHandler:
                     _keep_groups(config)
             resources.setdefault("devices", []).append({
                 "allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"})
+        if resume:
+            config.setdefault("mounts", []).append({
+                "destination": SNAPSHOT_IN_CONTAINER, "type": "bind", "source": resume,
+                "options": ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"]})
         # Appended last so no other mount of the config can cover it.
         config.setdefault("mounts", []).append({
             "destination": KM_IN_CONTAINER, "type": "bind", "source": km.real,
@@ -341,7 +371,8 @@ class KontainHandler:
         plan.journal.facts(
             km_ext=ext.get("km", {}), exec=ext.get("exec", {"policy": "km"}),
             km_sha256=km.digest, km_file=[km.dev, km.ino], native_init=native_init,
-            debug_dir=host_debug, annotations=annotations)
+            debug_dir=host_debug, annotations=annotations,
+            **({"restored_from": os.path.dirname(resume)} if resume else {}))
 
     def prepare_exec(self, plan: ExecPlan) -> None:
         record, process = plan.record, plan.process

@@ -116,8 +116,9 @@ def _in_dir(path: str, cwd: str) -> str:
     return path if path.startswith("/") else os.path.join(cwd or "/", path)
 
 
-def check_payload(rootfs: str, path: str, cwd: str = "/", _via: str = "") -> None:
-    """What KM will run, checked the way KM runs it, refusing only what KM refuses:
+def check_payload(rootfs: str, path: str, cwd: str = "/", _via: str = "") -> bool:
+    """What KM will run, checked the way KM runs it, refusing only what KM refuses
+    (True for a snapshot, which KM resumes rather than starts):
     - a static x86-64 ELF (ET_EXEC with every segment at >= 2 MiB, or ET_DYN);
     - a dynamic one, whose PT_INTERP must resolve inside the root to such an ELF;
     - a script, whose `#!` interpreter must likewise be an ELF payload;
@@ -137,7 +138,7 @@ def check_payload(rootfs: str, path: str, cwd: str = "/", _via: str = "") -> Non
                 raise KrunError(f"{what}: an empty #! line")
             name = interp[0].decode(errors="replace")
             check_payload(rootfs, _in_dir(name, cwd), cwd, f"payload {path}: its interpreter ")
-            return
+            return False
         if len(header) < 64 or header[:4] != b"\x7fELF":
             raise KrunError(f"{what}: not an ELF file or a script (exec format error)")
         if header[4] != 2 or header[5] != 1:
@@ -172,10 +173,11 @@ def check_payload(rootfs: str, path: str, cwd: str = "/", _via: str = "") -> Non
     if e_type == ET_CORE:
         if _via or PT_NOTE not in kinds or PT_LOAD not in kinds:
             raise KrunError(f"{what}: an ELF core file that is not a KM snapshot")
-        return
+        return True
     if interp is not None:
         if _via:
             raise KrunError(f"{what}: has an interpreter of its own ({interp})")
         if not interp:
             raise KrunError(f"{what}: an empty interpreter name")
         check_payload(rootfs, _in_dir(interp, cwd), cwd, f"payload {path}: its interpreter ")
+    return False

@@ -80,7 +80,9 @@ def handlers_for_create(g: SimpleNamespace, bundle: Bundle, opts: Any) -> list[H
         from krun.toolkit.kmbundle import KmBundleHandler
 
         found.append(KmBundleHandler(g))
-    if kontain_requested(g, bundle.config, bundle.rootfs):
+    # A restore resumes a KM snapshot: Kontain whatever the bundle's config says.
+    if getattr(opts, "restore_snapshot", None) or \
+            kontain_requested(g, bundle.config, bundle.rootfs):
         from krun.kontain.handler import KontainHandler
 
         found.append(KontainHandler(g))

@@ -174,3 +174,40 @@ def test_kontain_annotation_runs_a_busybox_image_payload_under_km(podman: Engine
     out = podman.out("run", "--rm", "--runtime", "krun", "--annotation",
                      "app.kontain.version=1", "--name", name, images.BUSYBOX, "/uname.km")
     assert ".kontain.KVM" in out, out
+
+
+def _ticks(podman: Engine, name: str) -> list[int]:
+    return [int(n) for n in re.findall(r"^tick (\d+)$", podman.out("logs", name), re.M)]
+
+
+def test_kontain_checkpoint_restore_round_trip(podman: Engine, name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """podman container checkpoint / restore (in place, then --export / --import to a
+    tar into a new container) of a Kontain counter: a KM snapshot, no CRIU involved."""
+    image = podman.extra["kontain_image"]
+    if not image or not images.payload("counter.km"):
+        pytest.skip(KONTAIN_WIP)
+    podman("run", "-d", "--runtime", "krun", "--name", name, image, "/counter.km")
+    wait_for(lambda: len(_ticks(podman, name)) >= 3, what="ticks")
+    podman("container", "checkpoint", name)
+    assert inspect(podman, name, "{{.State.Status}}") == "exited"
+    before = _ticks(podman, name)
+    podman("container", "restore", name)
+    assert inspect(podman, name, "{{.State.Status}}") == "running"
+    wait_for(lambda: len(_ticks(podman, name)) >= len(before) + 2, what="ticks after restore")
+    after = _ticks(podman, name)[len(before):]
+    assert after[0] == before[-1] + 1, (before[-3:], after[:3])
+
+    archive = tmp_path / "checkpoint.tar.gz"
+    podman("container", "checkpoint", "--export", str(archive), name)
+    at = _ticks(podman, name)[-1]
+    podman("rm", "-f", "-t", "0", name)
+    clone = f"{name}-imported"
+    try:
+        podman("container", "restore", "--import", str(archive), "--name", clone)
+        # Its log may hold the exported container's lines: wait for new ones.
+        wait_for(lambda: (_ticks(podman, clone) or [0])[-1] > at + 1,
+                 what="the imported container's ticks")
+        new = [t for t in _ticks(podman, clone) if t > at]
+        assert new == list(range(at + 1, at + 1 + len(new))), new
+    finally:
+        podman("rm", "-f", "-t", "0", clone, check=False)
