@@ -19,7 +19,7 @@ BENCH = REPO / "scripts" / "bench"
 CORE = ("run", "lifecycle", "state", "exec", "list")
 # Kontain and the engines depend on parts still being built: measured, skipped with a
 # reason, or failed with a message are all fine for the bench itself.
-OPTIONAL = ("kontain", "toolkit", "docker", "podman")
+OPTIONAL = ("kontain", "toolkit", "snapshot", "docker", "podman")
 RSS_SUBCOMMANDS = ("run", "create", "start", "state", "exec", "list", "delete", "kill")
 
 
