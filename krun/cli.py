@@ -306,6 +306,11 @@ def _parse_opts(opts: tuple[Opt, ...], tokens: list[str], positional_slots: int 
         if tok.startswith("--"):
             name, eq, inline = tok.partition("=")
             opt = by_long.get(name)
+        elif tok.startswith("-") and len(tok) > 2 and "-" + tok.partition("=")[0] in by_long:
+            # Go's flag syntax, which runc accepts: containerd's shim passes
+            # `restore -no-subreaper`.
+            name, eq, inline = ("-" + tok).partition("=")
+            opt = by_long[name]
         elif tok.startswith("-") and len(tok) > 1:
             opt, eq, inline = by_short.get(tok[:2]), "", ""
             if len(tok) > 2:

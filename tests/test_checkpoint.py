@@ -243,7 +243,7 @@ def test_checkpoint_needs_a_running_container(krun: Krun, kbundle: KontainBundle
     try:
         proc = krun("checkpoint", "--image-path", str(tmp_path / "img"), cid, check=False)
         assert proc.returncode == 1
-        assert 'in state "created": only a running container' in proc.stderr
+        assert 'in state "created": only a running or paused container' in proc.stderr
     finally:
         krun("delete", "--force", cid)
 
@@ -378,5 +378,23 @@ def test_without_a_dev_tmpfs_the_container_runs_and_checkpoint_says_why_not(
         assert "KM's management socket /dev/.krun-km-mgt: no such file or directory" in \
             proc.stderr, proc.stderr
         assert krun.status(cid) == "running"
+    finally:
+        krun("delete", "--force", cid)
+
+
+def test_a_paused_container_is_checkpointed_and_stays_paused(
+        krun: Krun, kbundle: KontainBundle, cid: str, tmp_path: Path) -> None:
+    """containerd pauses a task before it checkpoints it."""
+    out, image = tmp_path / "out", tmp_path / "image"
+    start_counter(krun, kbundle, cid, out)
+    try:
+        krun("pause", cid)
+        krun("checkpoint", "--leave-running", "--image-path", str(image), cid)
+        assert krun.status(cid) == "paused"
+        at = ticks(out)[-1]
+        time.sleep(0.3)
+        assert ticks(out)[-1] <= at + 1, "a paused container ran on"
+        krun("checkpoint", "--image-path", str(tmp_path / "image2"), cid)
+        assert krun.status(cid) == "stopped"
     finally:
         krun("delete", "--force", cid)

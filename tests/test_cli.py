@@ -125,3 +125,12 @@ def test_features_is_honest_json(krun: Krun) -> None:
     assert linux["seccomp"]["enabled"] is True
     assert features["annotations"]["org.krun.checkpoint.enabled"] == "kontain-only"
     assert features["annotations"]["org.krun.checkpoint.criu"] == "false"
+
+
+def test_gos_single_dash_long_flags_are_accepted(krun: Krun) -> None:
+    # runc parses flags Go's way; containerd's shim passes `restore -no-subreaper`.
+    assert krun("delete", "-force", "nosuch").returncode == 0
+    proc = krun("list", "-format=json")
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]"
+    proc = krun("delete", "-nosuch-flag", "x", check=False)
+    assert proc.returncode == 2 and "no such option" in proc.stderr.lower()

@@ -60,9 +60,29 @@ def checkpoint(g: SimpleNamespace, container_id: str, image_path: str,
     record = st.extra
     if "kontain" not in (record.get("handlers") or []):
         raise KrunError(f'cannot checkpoint container "{container_id}": {NO_CRIU}')
-    if st.status != "running":
+    if st.status not in ("running", "paused"):
         raise KrunError(f'cannot checkpoint container "{container_id}" in state '
-                        f'"{st.status}": only a running container can be checkpointed')
+                        f'"{st.status}": only a running or paused container can be '
+                        "checkpointed")
+    if st.status == "paused":
+        # A frozen KM cannot answer (containerd pauses a task before it checkpoints
+        # it): thawed for the request, frozen again if it is to go on.
+        container.resume(g, container_id)
+        stopped = False
+        try:
+            _checkpoint(g, st, image_path, leave_running)
+            stopped = not leave_running
+        finally:
+            if not stopped:  # going on, or the checkpoint failed: as it was
+                try:
+                    container.pause(g, container_id)
+                except KrunError:
+                    pass  # stopped meanwhile: nothing to freeze
+        return
+    _checkpoint(g, st, image_path, leave_running)
+
+
+def _checkpoint(g: SimpleNamespace, st: Status, image_path: str, leave_running: bool) -> None:
     made_dir = not os.path.lexists(image_path)
     dirfd = _image_dir(image_path, create=True)
     _sweep(dirfd)
