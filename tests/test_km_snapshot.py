@@ -240,7 +240,7 @@ def counter_snapshot(tmp_path_factory):
     g = Guest([*m.options(), payload("counter")])
     m.wait_ready()
     try:
-        g.until(lambda l: l == "tick 3")
+        g.until(lambda line: line == "tick 3")
         reply, _ = snapshot_into(m.path, d / "snap", 0)
         assert reply.startswith("ok "), reply
         assert g.wait()[0] == 0
@@ -314,7 +314,7 @@ def test_payload_arguments_after_a_snapshot_are_a_usage_error(counter_snapshot, 
 @pytest.mark.parametrize("live", [0, 1])
 def test_mgt_snapshot_of_a_sleeping_counter_then_resume(guests, mgt, tmp_path, live):
     g = start_with_mgt(guests, mgt, [payload("counter")])
-    last = tick(g.until(lambda l: l == "tick 3")[-1])
+    last = tick(g.until(lambda line: line == "tick 3")[-1])
     snap = tmp_path / "snap"
     reply, elapsed = snapshot_into(mgt.path, snap, live, label="t1")
     print(f"\nmgt {mgt.kind} live={live}: reply {reply.strip()!r} in {elapsed * 1000:.1f} ms")
@@ -328,7 +328,7 @@ def test_mgt_snapshot_of_a_sleeping_counter_then_resume(guests, mgt, tmp_path, l
     else:
         rc, rest, err = g.wait(10)
         assert (rc, err) == (0, "")
-        ticks = [tick(l) for l in rest.splitlines()]
+        ticks = [tick(line) for line in rest.splitlines()]
         last = ticks[-1] if ticks else last
         assert not mgt.path.exists() or mgt.kind == "fd", "--mgtpipe unlinks at exit"
     r = guests([snap])
@@ -342,7 +342,7 @@ def test_mgt_snapshot_of_a_sleeping_counter_then_resume(guests, mgt, tmp_path, l
 def test_mgt_snapshot_of_a_busy_guest_keeps_its_signal_handlers(guests, tmp_path, live):
     mgt = MgtSocket("pipe", tmp_path)
     g = start_with_mgt(guests, mgt, [payload("signals"), "spin"])
-    g.until(lambda l: l == "spinning")
+    g.until(lambda line: line == "spinning")
     time.sleep(0.1)
     snap = tmp_path / "snap"
     reply, elapsed = snapshot_into(mgt.path, snap, live)
@@ -352,7 +352,7 @@ def test_mgt_snapshot_of_a_busy_guest_keeps_its_signal_handlers(guests, tmp_path
         g = guests([snap])
         time.sleep(0.3)
     g.p.send_signal(signal.SIGTERM)
-    g.until(lambda l: l == "got SIGTERM while busy")
+    g.until(lambda line: line == "got SIGTERM while busy")
     assert g.wait(10)[0] == 0
 
 
@@ -360,7 +360,7 @@ def test_mgt_snapshot_of_a_busy_guest_keeps_its_signal_handlers(guests, tmp_path
 def test_mgt_snapshot_does_not_shorten_or_interrupt_a_sleep(guests, tmp_path):
     mgt = MgtSocket("pipe", tmp_path)
     g = start_with_mgt(guests, mgt, [payload("sleeper"), "2"])
-    g.until(lambda l: l == "ready")
+    g.until(lambda line: line == "ready")
     t0 = time.monotonic()
     time.sleep(0.5)
     for i in range(3):
@@ -377,7 +377,7 @@ def test_snapfile_offset_survives_external_snapshot_and_resume(guests, tmp_path)
     mgt = MgtSocket("pipe", tmp_path)
     data = tmp_path / "out.txt"
     g = start_with_mgt(guests, mgt, [payload("snapfile"), data])
-    g.until(lambda l: l == "wrote first half")
+    g.until(lambda line: line == "wrote first half")
     reply, _ = snapshot_into(mgt.path, tmp_path / "snap", 0)
     assert reply.startswith("ok "), reply
     assert g.wait(10)[:2] == (0, "")
@@ -391,7 +391,7 @@ def test_snapfile_offset_survives_external_snapshot_and_resume(guests, tmp_path)
 def test_mgt_snapshot_refuses_a_guest_pipe(guests, mgt, tmp_path):
     """Also: the management socket takes no guest fd number (the pipe gets 3 and 4)."""
     g = start_with_mgt(guests, mgt, [payload("counter"), "0", "pipe"])
-    g.until(lambda l: l == "tick 2")
+    g.until(lambda line: line == "tick 2")
     reply, _ = snapshot_into(mgt.path, tmp_path / "snap", 0)
     assert reply.startswith("error cannot snapshot: guest fd 3 is a pipe"), reply
     ticks = [tick(g.line()) for _ in range(3)]
@@ -402,7 +402,7 @@ def test_mgt_snapshot_refuses_a_guest_pipe(guests, mgt, tmp_path):
 def test_malformed_requests_get_an_error_and_change_nothing(guests, tmp_path):
     mgt = MgtSocket("pipe", tmp_path)
     g = start_with_mgt(guests, mgt, [payload("counter")])
-    g.until(lambda l: l == "tick 1")
+    g.until(lambda line: line == "tick 1")
     out = tmp_path / "out"
     fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
     ro = os.open(out, os.O_RDONLY)
@@ -430,7 +430,7 @@ def test_malformed_requests_get_an_error_and_change_nothing(guests, tmp_path):
             os.close(f)
     assert out.stat().st_size == 0
     assert g.p.poll() is None
-    ticks = [tick(l) for l in g.until(lambda l: tick(l) >= 8)]
+    ticks = [tick(line) for line in g.until(lambda line: tick(line) >= 8)]
     assert ticks == list(range(2, 9)), "no tick lost or repeated"
 
 
@@ -456,12 +456,14 @@ def test_snapshot_is_sparse_and_page_aligned(counter_snapshot):
     loads = [p for _, p in phdrs(data) if p[0] == PT_LOAD]
     assert loads and all(p[2] % 4096 == 0 and p[3] % 4096 == 0 for p in loads)
     in_file = sum(p[5] for p in loads)
-    print(f"\ncounter snapshot: {len(data)} bytes, {len(loads)} PT_LOADs, {in_file} bytes of memory")
+    print(f"\ncounter snapshot: {len(data)} bytes, {len(loads)} PT_LOADs, "
+          f"{in_file} bytes of memory")
     assert len(data) < 1 << 20
     assert in_file < (1 << 30) // 100
     kinds = {(n[1], n[0]) for n in notes(data)}
     assert ("CORE", 1) in kinds                         # NT_PRSTATUS, for gdb
-    assert {t for name, t in kinds if name == "KRUN"} == set(range(0x4B520001, 0x4B520006)) | {NT_KM_CHECK}
+    assert {t for name, t in kinds if name == "KRUN"} == \
+        set(range(0x4B520001, 0x4B520006)) | {NT_KM_CHECK}
 
 
 @needs_kvm
@@ -547,7 +549,7 @@ def test_kmcore_files_are_refused_clearly(tmp_path):
 def test_measure_snapshot_and_resume(guests, tmp_path):
     mgt = MgtSocket("pipe", tmp_path)
     g = start_with_mgt(guests, mgt, [payload("counter")])
-    g.until(lambda l: l == "tick 2")
+    g.until(lambda line: line == "tick 2")
     times = []
     for i in range(5):
         reply, elapsed = snapshot_into(mgt.path, tmp_path / f"live{i}", 1)
@@ -570,7 +572,8 @@ def test_measure_snapshot_and_resume(guests, tmp_path):
     direct = time.monotonic() - t0
     print(f"\ncounter.km: snapshot (request to reply) min {min(times) * 1000:.1f} ms, "
           f"max {max(times) * 1000:.1f} ms; size {size} bytes; "
-          f"resume to first output {resume * 1000:.1f} ms (includes the 100 ms sleep it re-issues); "
+          f"resume to first output {resume * 1000:.1f} ms (includes the 100 ms sleep it "
+          "re-issues); "
           f"snapself.km resume to first output {direct * 1000:.1f} ms")
 
 
@@ -580,7 +583,7 @@ def test_guest_memory_survives_snapshot_and_resume(guests, tmp_path):
     unmaps after the resume reads as zero again."""
     mgt = MgtSocket("pipe", tmp_path)
     g = start_with_mgt(guests, mgt, [payload("bigmem"), "2"])
-    g.until(lambda l: l == "filled", timeout=20)
+    g.until(lambda line: line == "filled", timeout=20)
     reply, _ = snapshot_into(mgt.path, tmp_path / "snap", 0)
     assert reply.startswith("ok "), reply
     assert g.wait(10)[0] == 0
@@ -591,12 +594,12 @@ def test_guest_memory_survives_snapshot_and_resume(guests, tmp_path):
 @needs_kvm
 def test_management_socket_survives_execve(guests, mgt, tmp_path):
     g = start_with_mgt(guests, mgt, [payload("execer"), payload("counter")])
-    last = tick(g.until(lambda l: l == "tick 2")[-1])
+    last = tick(g.until(lambda line: line == "tick 2")[-1])
     reply, _ = snapshot_into(mgt.path, tmp_path / "snap", 0)
     assert reply.startswith("ok "), reply
     rc, rest, err = g.wait(10)
     assert (rc, err) == (0, "")
-    last = ([last] + [tick(l) for l in rest.splitlines()])[-1]
+    last = ([last] + [tick(line) for line in rest.splitlines()])[-1]
     r = guests([tmp_path / "snap"])
     assert tick(r.line()) == last + 1
 
@@ -614,7 +617,7 @@ def test_hypercall_snapshot_through_the_syscall_instruction(tmp_path):
 def test_mgt_snapshot_in_a_syscall_instruction_sleep(guests, tmp_path, live):
     mgt = MgtSocket("pipe", tmp_path)
     g = start_with_mgt(guests, mgt, [payload("counter"), "0", "sys"])
-    last = tick(g.until(lambda l: l == "tick 3")[-1])
+    last = tick(g.until(lambda line: line == "tick 3")[-1])
     reply, _ = snapshot_into(mgt.path, tmp_path / "snap", live)
     assert reply.startswith("ok "), reply
     if live:
@@ -624,7 +627,7 @@ def test_mgt_snapshot_in_a_syscall_instruction_sleep(guests, tmp_path, live):
     else:
         rc, rest, _ = g.wait(10)
         assert rc == 0
-        last = ([last] + [tick(l) for l in rest.splitlines()])[-1]
+        last = ([last] + [tick(line) for line in rest.splitlines()])[-1]
     r = guests([tmp_path / "snap"])
     first = tick(r.line())
     assert first > last if live else first == last + 1
@@ -636,8 +639,8 @@ def test_mgt_snapshot_in_a_syscall_instruction_sleep(guests, tmp_path, live):
 def test_sigterm_handler_runs_after_a_snapshot(guests, tmp_path, live):
     mgt = MgtSocket("pipe", tmp_path)
     g = start_with_mgt(guests, mgt, [payload("sigterm")])
-    g.until(lambda l: l == "ready")
-    for i in range(3):
+    g.until(lambda line: line == "ready")
+    for _ in range(3):
         reply, _ = snapshot_into(mgt.path, tmp_path / "snap", live)
         assert reply.startswith("ok "), reply
         if not live:
@@ -647,7 +650,7 @@ def test_sigterm_handler_runs_after_a_snapshot(guests, tmp_path, live):
         g = guests([tmp_path / "snap"])
         time.sleep(0.3)
     g.p.send_signal(signal.SIGTERM)
-    g.until(lambda l: l == "got SIGTERM")
+    g.until(lambda line: line == "got SIGTERM")
     rc, _, err = g.wait(10)
     assert (rc, err) == (0, "")
 

@@ -31,20 +31,15 @@ struct run {
     uint64_t start, end;
 };
 
-static bool page_in_use(const struct km *km, uint64_t pg)
-{
-    return (km->page_used[pg / 64] >> (pg % 64)) & 1;
-}
-
 /* Runs of used guest pages (above KM's page tables); returns how many. */
 static int used_runs(const struct km *km, struct run *runs)
 {
     int n = 0;
     for (uint64_t pg = KM_GUEST_BASE / KM_PAGE_SIZE; pg < KM_GUEST_PAGES; pg++) {
-        if (!page_in_use(km, pg))
+        if (!km_page_in_use(km, pg))
             continue;
         uint64_t start = pg;
-        while (pg < KM_GUEST_PAGES && page_in_use(km, pg))
+        while (pg < KM_GUEST_PAGES && km_page_in_use(km, pg))
             pg++;
         if (n == MAX_SEGMENTS)
             runs[n - 1].end = pg * KM_PAGE_SIZE;
@@ -114,43 +109,18 @@ static void fill_prpsinfo(struct km *km, struct elf_prpsinfo *pi)
                                 i ? " " : "", km->opt.payload_argv[i]);
 }
 
-static bool write_at(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return true;
-}
-
-static bool zero_page(const uint8_t *p)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    for (size_t i = 0; i < KM_PAGE_SIZE / sizeof(*w); i++)
-        if (w[i])
-            return false;
-    return true;
-}
-
 /* Segment contents, skipping zero pages (holes read back as zeros). */
 static bool write_segment(struct km *km, int fd, const struct run *r, uint64_t off)
 {
     for (uint64_t a = r->start; a < r->end;) {
-        if (zero_page(km->mem + a)) {
+        if (km_zero_page(km->mem + a)) {
             a += KM_PAGE_SIZE;
             continue;
         }
         uint64_t b = a + KM_PAGE_SIZE;
-        while (b < r->end && !zero_page(km->mem + b))
+        while (b < r->end && !km_zero_page(km->mem + b))
             b += KM_PAGE_SIZE;
-        if (!write_at(fd, km->mem + a, b - a, off + (a - r->start)))
+        if (!km_pwrite_all(fd, km->mem + a, b - a, off + (a - r->start)))
             return false;
         a = b;
     }
@@ -201,7 +171,7 @@ static int write_core(struct km *km, int fd, int sig, const struct kvm_regs *reg
     uint8_t *p = put_note(head + headers, NT_PRSTATUS, &ps, sizeof(ps));
     put_note(p, NT_PRPSINFO, &pi, sizeof(pi));
 
-    bool ok = write_at(fd, head, headers + notes, 0);
+    bool ok = km_pwrite_all(fd, head, headers + notes, 0);
     for (int i = 0; ok && i < nruns; i++)
         ok = write_segment(km, fd, &runs[i], ph[i + 1].p_offset);
     free(head);

@@ -60,22 +60,6 @@ static int open_elf(struct elf_file *f, const char *what, struct km_refusal *why
     return 0;
 }
 
-static bool read_exact(int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return true;
-}
-
 /* Returns NULL if the header is acceptable, else the reason. */
 static const char *check_header(const Elf64_Ehdr *eh, uint64_t size)
 {
@@ -196,7 +180,7 @@ static int read_interp(struct elf_file *f, struct km_refusal *why)
             continue;
         if (p->p_filesz < 2 || p->p_filesz > sizeof(f->interp) || p->p_offset > f->size ||
             p->p_filesz > f->size - p->p_offset ||
-            !read_exact(f->fd, f->interp, p->p_filesz, p->p_offset) ||
+            !km_pread_all(f->fd, f->interp, p->p_filesz, p->p_offset) ||
             f->interp[p->p_filesz - 1] != '\0' || strlen(f->interp) == 0)
             return km_refuse(why, ENOEXEC, "%s: invalid PT_INTERP (interpreter path)", f->path);
         return 0;
@@ -214,7 +198,7 @@ static int load_segments(struct km *km, const struct elf_file *f, const char *wh
             continue;
         uint64_t start = p->p_vaddr + f->bias;
         /* Bytes past p_filesz stay zero: the pages are fresh. */
-        if (p->p_filesz && !read_exact(f->fd, km->mem + start, p->p_filesz, p->p_offset))
+        if (p->p_filesz && !km_pread_all(f->fd, km->mem + start, p->p_filesz, p->p_offset))
             return km_refuse(why, EIO, "%s%s: truncated ELF file", what, f->path);
         km_pages_reserve(km, start, start + p->p_memsz);
         if (start + p->p_memsz > *end)
@@ -244,7 +228,7 @@ static int examine(struct elf_file *f, const char *what, struct km_refusal *why)
         why->snapshot = !*what && bad == snapshot_refusal;
         return km_refuse(why, *what ? ELIBBAD : ENOEXEC, "%s%s: %s", what, f->path, bad);
     }
-    if (!read_exact(f->fd, f->ph, f->eh.e_phnum * sizeof(Elf64_Phdr), f->eh.e_phoff))
+    if (!km_pread_all(f->fd, f->ph, f->eh.e_phnum * sizeof(Elf64_Phdr), f->eh.e_phoff))
         return km_refuse(why, ENOEXEC, "%s%s: truncated ELF file", what, f->path);
     if ((rc = read_interp(f, why)) != 0)
         return rc;

@@ -94,11 +94,6 @@ const char *km_gstr(const struct km *km, uint64_t gva, int *err)
     return km_gstrn(km, gva, PATH_MAX, -ENAMETOOLONG, err);
 }
 
-static bool page_used(const struct km *km, uint64_t pg)
-{
-    return (km->page_used[pg / 64] >> (pg % 64)) & 1;
-}
-
 static void set_pages(struct km *km, uint64_t start, uint64_t end, bool used)
 {
     for (uint64_t pg = km_page_down(start) / KM_PAGE_SIZE; pg < km_page_up(end) / KM_PAGE_SIZE; pg++) {
@@ -156,7 +151,7 @@ void km_discard(struct km *km, uint64_t start, uint64_t len)
 bool km_pages_free(const struct km *km, uint64_t start, uint64_t end)
 {
     for (uint64_t pg = km_page_down(start) / KM_PAGE_SIZE; pg < km_page_up(end) / KM_PAGE_SIZE; pg++)
-        if (page_used(km, pg))
+        if (km_page_in_use(km, pg))
             return false;
     return true;
 }
@@ -167,7 +162,7 @@ uint64_t km_pages_find(const struct km *km, uint64_t len, uint64_t below)
     uint64_t need = len / KM_PAGE_SIZE, run = 0;
 
     for (uint64_t pg = below / KM_PAGE_SIZE; pg-- > KM_GUEST_BASE / KM_PAGE_SIZE;) {
-        run = page_used(km, pg) ? 0 : run + 1;
+        run = km_page_in_use(km, pg) ? 0 : run + 1;
         if (run == need)
             return pg * KM_PAGE_SIZE;
     }

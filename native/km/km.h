@@ -272,6 +272,26 @@ static inline uint64_t km_page_down(uint64_t x)
     return x & ~(uint64_t)(KM_PAGE_SIZE - 1);
 }
 
+/* A page (KM_PAGE_SIZE bytes at p) of zeros: core files and snapshots skip those. */
+static inline bool km_zero_page(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)p;
+    for (size_t i = 0; i < KM_PAGE_SIZE / sizeof(*w); i++)
+        if (w[i])
+            return false;
+    return true;
+}
+
+/* Guest page pg is reserved (brk, mmap, the program, the stack). */
+static inline bool km_page_in_use(const struct km *km, uint64_t pg)
+{
+    return (km->page_used[pg / 64] >> (pg % 64)) & 1;
+}
+
+/* io.c: the whole of len bytes at offset off, or false (errno set). */
+bool km_pread_all(int fd, void *buf, size_t len, uint64_t off);
+bool km_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
 /* vm.c */
 int km_vm_create(struct km *km, const struct km_image *img, uint64_t rsp);
 int km_vm_run(struct km *km);

@@ -63,22 +63,6 @@ static bool bad(const char *fmt, ...)
     return false;
 }
 
-static bool read_exact(void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pread(s.fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return true;
-}
-
 static bool exact(uint32_t got, size_t want, const char *what)
 {
     return got == want ? true : bad("the %s note has the wrong size", what);
@@ -203,12 +187,12 @@ static bool load(void)
         return bad("%s", km_strerror(errno));
     s.size = (uint64_t)st.st_size;
     memset(&eh, 0, sizeof(eh));
-    if (s.size < sizeof(eh) || !read_exact(&eh, sizeof(eh), 0))
+    if (s.size < sizeof(eh) || !km_pread_all(s.fd, &eh, sizeof(eh), 0))
         return bad("truncated ELF header");
     if (!check_header(&eh))
         return false;
     Elf64_Phdr *ph = malloc((size_t)eh.e_phnum * sizeof(*ph));
-    if (!ph || !read_exact(ph, (size_t)eh.e_phnum * sizeof(*ph), eh.e_phoff))
+    if (!ph || !km_pread_all(s.fd, ph, (size_t)eh.e_phnum * sizeof(*ph), eh.e_phoff))
         return bad("cannot read the program headers");
     const Elf64_Phdr *note = NULL;
     for (int i = 0; i < eh.e_phnum; i++)
@@ -221,7 +205,7 @@ static bool load(void)
         note->p_offset > MAX_PREFIX || note->p_offset + note->p_filesz > s.size)
         return bad("notes out of bounds (truncated?)");
     size_t plen = (size_t)(note->p_offset + note->p_filesz);
-    if (!(s.prefix = malloc(plen)) || !read_exact(s.prefix, plen, 0))
+    if (!(s.prefix = malloc(plen)) || !km_pread_all(s.fd, s.prefix, plen, 0))
         return bad("cannot read the notes");
     s.ph = (const Elf64_Phdr *)(s.prefix + eh.e_phoff);    /* the checksummed copy */
     s.phnum = eh.e_phnum;
@@ -253,7 +237,7 @@ static bool map_segments(struct km *km)
             km->file_backed = true;
             continue;
         }
-        if (!read_exact(at, p->p_filesz, p->p_offset))
+        if (!km_pread_all(s.fd, at, p->p_filesz, p->p_offset))
             return bad("cannot read segment %d: %s", i, km_strerror(errno ? errno : EIO));
     }
     return true;

@@ -240,30 +240,16 @@ static int file_notes(struct km *km, struct buf *b, char *err, size_t errlen)
     return rc;
 }
 
-static bool page_in_use(const struct km *km, uint64_t pg)
-{
-    return (km->page_used[pg / 64] >> (pg % 64)) & 1;
-}
-
-static bool zero_page(const uint8_t *p)
-{
-    const uint64_t *w = (const uint64_t *)p;
-    for (size_t i = 0; i < KM_PAGE_SIZE / sizeof(*w); i++)
-        if (w[i])
-            return false;
-    return true;
-}
-
 /* Runs of in-use, non-zero pages: zero pages need no bytes (resume starts from zeros). */
 static int data_runs(const struct km *km, struct run *runs)
 {
     int n = 0;
     for (uint64_t pg = KM_GUEST_BASE / KM_PAGE_SIZE; pg < KM_GUEST_PAGES; pg++) {
-        if (!page_in_use(km, pg) || zero_page(km->mem + pg * KM_PAGE_SIZE))
+        if (!km_page_in_use(km, pg) || km_zero_page(km->mem + pg * KM_PAGE_SIZE))
             continue;
         uint64_t start = pg;
-        while (pg < KM_GUEST_PAGES && page_in_use(km, pg) &&
-               !zero_page(km->mem + pg * KM_PAGE_SIZE))
+        while (pg < KM_GUEST_PAGES && km_page_in_use(km, pg) &&
+               !km_zero_page(km->mem + pg * KM_PAGE_SIZE))
             pg++;
         if (n == MAX_RUNS)
             runs[n - 1].end = pg * KM_PAGE_SIZE;
@@ -271,22 +257,6 @@ static int data_runs(const struct km *km, struct run *runs)
             runs[n++] = (struct run){ start * KM_PAGE_SIZE, pg * KM_PAGE_SIZE };
     }
     return n;
-}
-
-static bool write_at(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return true;
 }
 
 /* Every note but CHECK; 0 or -errno with err set. */
@@ -383,10 +353,10 @@ static int write_snapshot(struct km *km, int fd, struct buf *notes, uint64_t *si
     note_head(notes, SNAP_NOTE_NAME, NT_KM_CHECK, sizeof(uint64_t));
     uint64_t sum = snap_fnv(snap_fnv(SNAP_FNV_INIT, head, headers), notes->p, notes->len);
     buf_put(notes, &sum, sizeof(sum));
-    bool ok = !notes->failed && write_at(fd, head, headers, 0) &&
-              write_at(fd, notes->p, notes->len, headers);
+    bool ok = !notes->failed && km_pwrite_all(fd, head, headers, 0) &&
+              km_pwrite_all(fd, notes->p, notes->len, headers);
     for (int i = 0; ok && i < nruns; i++)
-        ok = write_at(fd, km->mem + runs[i].start, ph[i + 1].p_filesz, ph[i + 1].p_offset);
+        ok = km_pwrite_all(fd, km->mem + runs[i].start, ph[i + 1].p_filesz, ph[i + 1].p_offset);
     free(head);
     if (ok && ftruncate(fd, (off_t)off) < 0)
         ok = false;
