@@ -82,10 +82,10 @@ class Krun:
 _session_roots: set[Path] = set()
 
 
-@pytest.fixture
-def krun(request: pytest.FixtureRequest) -> Iterator[Krun]:
+def private_krun(root: Path) -> Iterator[Krun]:
+    """krun with its own --root, which the session's leak check also covers; whatever
+    containers a test left there are reported (after their removal)."""
     ROOTS_BASE.mkdir(mode=0o700, exist_ok=True)
-    root = ROOTS_BASE / f"{os.getpid()}-{request.node.name.replace('/', '_')[:80]}"
     _session_roots.add(root)
     shutil.rmtree(root, ignore_errors=True)
     k = Krun(root)
@@ -96,6 +96,12 @@ def krun(request: pytest.FixtureRequest) -> Iterator[Krun]:
         k("delete", "--force", cid, check=False)
     shutil.rmtree(root, ignore_errors=True)
     assert not left, f"test left containers behind: {left}"
+
+
+@pytest.fixture
+def krun(request: pytest.FixtureRequest) -> Iterator[Krun]:
+    yield from private_krun(
+        ROOTS_BASE / f"{os.getpid()}-{request.node.name.replace('/', '_')[:80]}")
 
 
 def make_config(args: list[str], **overrides: Any) -> dict[str, Any]:

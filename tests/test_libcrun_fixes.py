@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CGROUP_BASE, REPO, ROOTFS, ROOTS_BASE, BundleFactory, Krun, make_config
+from conftest import (
+    CGROUP_BASE,
+    REPO,
+    ROOTFS,
+    ROOTS_BASE,
+    BundleFactory,
+    Krun,
+    make_config,
+    private_krun,
+)
 
 USERNS_HOST_ID = 100000
 CID = re.compile(r"krt-\d+-\d+")
@@ -439,18 +448,7 @@ def _env_with(server: NotifyServer) -> dict[str, str]:
 def short_krun() -> Iterator[Krun]:
     """krun with a state root short enough for libcrun's notify socket path
     (<root>/<id>/notify/notify) to fit sun_path: bug 8 below is the long one."""
-    import conftest
-
-    ROOTS_BASE.mkdir(mode=0o700, exist_ok=True)
-    root = ROOTS_BASE / f"n{os.getpid()}"
-    conftest._session_roots.add(root)  # the session's leak check covers it too
-    k = Krun(root)
-    yield k
-    left = [d.name for d in root.iterdir() if not d.name.startswith(".")] if root.exists() else []
-    for cid in left:
-        k("delete", "--force", cid, check=False)
-    shutil.rmtree(root, ignore_errors=True)
-    assert not left, f"test left containers behind: {left}"
+    yield from private_krun(ROOTS_BASE / f"n{os.getpid()}")
 
 
 @pytest.mark.parametrize("hook_sleep", ["0.5", None], ids=["exit-before-wait", "plain"])
