@@ -119,8 +119,9 @@ def _core(notes: bool) -> bytes:
 
 def test_snapshots_pass_the_payload_check(krun: Krun, kbundle: KontainBundle,
                                           cid: str) -> None:
-    """KM resumes an ET_CORE snapshot; krun's check must not refuse one (the project KM
-    cannot resume yet, so only create is tried). A core without notes is no snapshot."""
+    """KM resumes an ET_CORE snapshot; krun's check must not refuse one (this hand-made
+    core is no real snapshot, so only create is tried: tests/test_checkpoint.py resumes
+    real ones). A core without notes is no snapshot."""
     b = kbundle(["/snap.core"], V1)
     (b / "rootfs" / "snap.core").write_bytes(_core(notes=True))
     krun("create", "--bundle", str(b), cid)

@@ -40,9 +40,10 @@ long km_hypercall(unsigned int nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64
 
 /*
  * Kontain's snapshot call (hypercall 505: label, description, live flag).
- * With `km --snapshot=FILE`, Kontain's KM writes the guest to FILE; the
- * call returns 0 in an instance resumed from it. Returns the raw result:
- * a KM without snapshots (krun's, today) answers -ENOTSUP.
+ * KM writes the guest to `km --snapshot=FILE` (default ./kmsnap); not live,
+ * KM then exits 0. The call returns 0 in a live original and in an instance
+ * resumed from FILE (`km FILE`). Returns the raw result: -errno on failure
+ * (-ENOTSUP from a KM without snapshots, or with a pipe or socket open).
  */
 long km_snapshot(const char *label, const char *description, int live);
 
