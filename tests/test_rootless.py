@@ -228,8 +228,14 @@ class User:
                 left.append(f"{pid} {b' '.join(cmdline).decode(errors='replace')}")
         return left
 
-    def leftovers(self) -> list[str]:
-        """Container state under the user's krun root, its records, its processes."""
+    def leftovers(self, grace: float = 5.0) -> list[str]:
+        """Container state under the user's krun root, its records, its processes. An
+        engine's helpers exit in their own time after the command that stopped the
+        container returned (conmon runs podman's cleanup, then exits): they get `grace`
+        seconds to go."""
+        deadline = time.monotonic() + grace
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
         left: list[str] = []
         if self.root.is_dir():
             left += [p.name for p in self.root.iterdir() if not p.name.startswith(".")]
