@@ -100,10 +100,25 @@ def test_peak_rss_of_every_krun_subcommand(tiny: TinyRun) -> None:
 
 def test_markdown_tables(tiny: TinyRun) -> None:
     md = tiny.markdown
-    assert "| scenario | runtime | median | min | max | krun/crun | krun/runc | note |" in md
+    assert ("| scenario | runtime | median | min | max | krun/crun | krun/runc "
+            "| krun's own (own/crun) | note |") in md
     assert "| subcommand | krun | crun | runc | krun calls |" in md
     for title in ("run", "create+start+delete", "state", "exec --detach", "list (10)"):
         assert f"| {title} | krun |" in md
+
+
+def test_krun_own_work_is_its_median_less_its_interpreter_starts(tiny: TinyRun) -> None:
+    floor = [r for r in tiny.rows if r["scenario"] == "floor"]
+    assert len(floor) == 1 and floor[0]["n"] == 1 and floor[0]["median_ms"] > 0, floor
+    assert floor[0]["runtime"].endswith(" -c pass")
+    for scenario in CORE:
+        mine = {r["runtime"]: r for r in tiny.rows if r["scenario"] == scenario}
+        calls = 3 if scenario == "lifecycle" else 1
+        k = mine["krun"]
+        assert k["own_ms"] == pytest.approx(k["median_ms"] - calls * floor[0]["median_ms"])
+        assert k["own_ratio_to_crun"] == pytest.approx(k["own_ms"] / mine["crun"]["median_ms"])
+        assert tiny.report["ratios"][scenario]["own"] == k["own_ratio_to_crun"]
+        assert mine["crun"]["own_ms"] is None  # krun's alone
 
 
 def test_png_is_a_real_png(tiny: TinyRun) -> None:

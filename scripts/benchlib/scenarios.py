@@ -16,6 +16,9 @@ from benchlib.report import Row
 Measure = Callable[[], float | dict[str, float]]
 
 KM = Path("/opt/kontain/bin/km")
+# Runtime calls per sample of each core scenario: krun's own work is its median less
+# that many interpreter starts (the "floor" scenario, measured in the same run).
+CALLS = {"run": 1, "lifecycle": 3, "state": 1, "exec": 1, "list": 1}
 
 
 @dataclass
@@ -226,3 +229,22 @@ def kontain(b: Bench, payload: Path) -> list[Row]:
         if row.median is not None and base:
             row.note = f"{row.median / base:.2f}x krun run of busybox true"
     return rows
+
+
+def interpreter(krun: str) -> list[str]:
+    """krun's interpreter and its flags, from its launcher's #! line."""
+    with open(krun, "rb") as f:
+        line = f.readline(4096).decode(errors="replace")
+    return line[2:].split() if line.startswith("#!") else []
+
+
+def floor(b: Bench) -> list[Row]:
+    """The start of krun's own interpreter, as krun's launcher runs it, doing nothing:
+    what every krun call pays before krun's first line."""
+    title = "interpreter start"
+    argv = interpreter(b.krun().binary)
+    if not argv:
+        return [Row("floor", title, "", skipped=f"{b.krun().binary} has no #! line")]
+    label = f"{' '.join(argv)} -c pass"
+    return interleave(b, "floor", title, [(label, lambda: b.spawner.run(
+        [*argv, "-c", "pass"]).ms)], rss_round=False)
