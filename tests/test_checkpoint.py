@@ -113,6 +113,28 @@ def test_leave_running_and_restore_into_a_new_id(krun: Krun, kbundle: KontainBun
         krun("delete", "--force", cid, check=False)
 
 
+def test_restore_resumes_even_when_the_config_spells_out_km(
+        krun: Krun, kbundle: KontainBundle, cid: str, tmp_path: Path) -> None:
+    """A config whose process is `km /counter.km` (Kontain's own spelling) restores as a
+    resume too, not as a fresh start of the payload."""
+    out1, out2, image = tmp_path / "out1", tmp_path / "out2", tmp_path / "image"
+    b = kbundle(["/opt/kontain/bin/km", "/counter.km"], V1)
+    with detached(krun, out1, "run", "-d", "--bundle", str(b), cid) as proc:
+        assert proc.returncode == 0, proc.stderr
+    try:
+        wait_for(lambda: len(ticks(out1)) >= 3, what="3 ticks")
+        krun("checkpoint", "--image-path", str(image), cid)
+        last = ticks(out1)[-1]
+        krun("delete", cid)
+        with detached(krun, out2, "restore", "-d", "--image-path", str(image),
+                      "--bundle", str(b), cid) as proc:
+            assert proc.returncode == 0, proc.stderr
+        wait_for(lambda: len(ticks(out2)) >= 1, what="a tick after restore")
+        assert ticks(out2)[0] == last + 1, (last, ticks(out2))
+    finally:
+        krun("delete", "--force", cid, check=False)
+
+
 def test_foreground_restore_runs_to_the_payloads_exit(krun: Krun, kbundle: KontainBundle,
                                                       cid: str, tmp_path: Path) -> None:
     out1, image = tmp_path / "out1", tmp_path / "image"

@@ -270,13 +270,19 @@ class KontainHandler:
         args = list(process.get("args") or [])
         if not args:
             raise KrunError("Kontain: the process has no payload to run")
-        if args[0] == KM_IN_CONTAINER:
-            return args  # already KM (and libcrun runs the verified KM all the same)
         if resume is not None:
-            # restore: KM resumes the snapshot mounted there; the config's args were
-            # the process the checkpoint stopped.
+            # restore: KM resumes the snapshot mounted there, whatever the config's args
+            # (the process the checkpoint stopped, possibly spelled as a km command).
             process["args"] = [KM_IN_CONTAINER, *options, SNAPSHOT_IN_CONTAINER]
             return [SNAPSHOT_IN_CONTAINER]
+        if args[0] == KM_IN_CONTAINER:
+            # Already KM (and libcrun runs the verified KM all the same), with the
+            # config's own options; only the management socket is added (KM's options
+            # end at the payload, so right after km is always among them).
+            mgt = [o for o in options if o.startswith("--mgtpipe=")]
+            if mgt and not any(a.startswith(("--mgtpipe", "--mgt-fd")) for a in args[1:]):
+                process["args"] = [args[0], *mgt, *args[1:]]
+            return args
         cwd = process.get("cwd", "/")
         payload = find_executable(root, args[0], process.get("env", []), cwd)
         if check_payload(root, payload, cwd) and len(args) > 1:
