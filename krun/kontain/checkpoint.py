@@ -84,7 +84,7 @@ def checkpoint(g: SimpleNamespace, container_id: str, image_path: str,
 
 def _checkpoint(g: SimpleNamespace, st: Status, image_path: str, leave_running: bool) -> None:
     made_dir = not os.path.lexists(image_path)
-    dirfd = _image_dir(image_path, create=True)
+    dirfd = _image_dir(image_path)
     _sweep(dirfd)
     # Everything is written under temporary names first and renamed into place only
     # once KM has answered: a failed checkpoint leaves the directory as it found it.
@@ -126,12 +126,12 @@ def _checkpoint(g: SimpleNamespace, st: Status, image_path: str, leave_running: 
         _wait_stopped(g, st)
 
 
-def _image_dir(path: str, create: bool) -> int:
-    if create:
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise path_error("mkdir", e, path) from None
+def _image_dir(path: str) -> int:
+    """The image directory (made if missing), open for the *at() calls below."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise path_error("mkdir", e, path) from None
     try:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:

@@ -208,13 +208,19 @@ def host_binary_fd(path: str, what: str) -> int:
     return fd
 
 
-def _bind_mount_of(config: dict[str, Any], destination: str) -> dict[str, Any] | None:
-    """The mount that ends up at `destination` (the last one wins), if it is a bind."""
+def _last_mount_at(config: dict[str, Any], destination: str) -> dict[str, Any] | None:
+    """The mount that ends up at `destination`: the last one the config lists there."""
     found = None
     for m in config.get("mounts") or []:
         if isinstance(m, dict) and isinstance(m.get("destination"), str) and \
                 os.path.normpath(m["destination"]) == destination:
             found = m
+    return found
+
+
+def _bind_mount_of(config: dict[str, Any], destination: str) -> dict[str, Any] | None:
+    """The mount that ends up at `destination`, if it is a bind."""
+    found = _last_mount_at(config, destination)
     if found is None:
         return None
     options = found.get("options") if isinstance(found.get("options"), list) else []
@@ -242,16 +248,6 @@ def host_init(args: list[str], config: dict[str, Any], rootfs: str) -> tuple[int
     if real == image or real.startswith(image + "/"):
         return None
     return host_binary_fd(source, "init"), args.index("--", 1) + 1
-
-
-def _dev_is_tmpfs(config: dict[str, Any]) -> bool:
-    """The last mount at /dev (the one that ends up there) is a tmpfs."""
-    found = None
-    for m in config.get("mounts") or []:
-        if isinstance(m, dict) and isinstance(m.get("destination"), str) and \
-                os.path.normpath(m["destination"]) == "/dev":
-            found = m
-    return found is not None and found.get("type") == "tmpfs"
 
 
 class KontainHandler:
@@ -303,7 +299,7 @@ class KontainHandler:
         # container's own /dev tmpfs (engines and `krun spec` all mount one): elsewhere
         # KM would write into the rootfs, or fail to start on a read-only one.
         options = km_options(ext.get("km", {}), debug, "init")
-        if _dev_is_tmpfs(config):
+        if (_last_mount_at(config, "/dev") or {}).get("type") == "tmpfs":
             options.append(f"--mgtpipe={MGT_IN_CONTAINER}")
         resume = getattr(plan.opts, "restore_snapshot", None)
         native_init = None
