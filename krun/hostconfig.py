@@ -13,7 +13,9 @@ subnet = "10.213.0.0/24"    # krun0's subnet for `--network bridge`
 The file is read once per process, bounded, and only when it exists. Its keys are
 checked as it is read: an unknown one is an error, a known one must have its type (the
 tables' owners check the values), so a mistake in it is one line naming the key, never
-a Python exception, and never silently ignored.
+a Python exception, and never silently ignored. Importing tomllib costs more than the
+rest of a create (~10 ms: it pulls in typing, re and datetime), so under a --root the
+parse is kept in krun.filecache by the file's identity, and checked again when used.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ _TOML_TYPES = {str: "a string", bool: "a boolean", int: "an integer"}
 
 _cache: dict[str, Any] | None = None
 _checked: set[str] = set()
+_cache_root: str | None = None
+KIND = "hostconfig"
+
+
+def use_cache(root: str) -> None:
+    """Keep the parse under this --root (krun.runtime.handlers calls this)."""
+    global _cache_root
+    _cache_root = root
 
 
 def _check_subnet(path: str, value: str) -> None:
@@ -58,6 +68,31 @@ def config_path() -> str:
 
 
 def _load(path: str) -> dict[str, Any]:
+    from krun import fastjson as json
+    from krun import filecache
+
+    try:
+        before = os.stat(path)
+    except OSError:
+        return _checked_keys(path, _parse(path))  # which words the error
+    cached = filecache.lookup(_cache_root, KIND, before)
+    if cached is not None:
+        try:
+            config = json.loads(cached)
+        except ValueError:
+            config = None
+        if isinstance(config, dict):
+            return _checked_keys(path, config)
+    config = _checked_keys(path, _parse(path))
+    try:
+        after = os.stat(path)
+    except OSError:
+        return config
+    filecache.store(_cache_root, KIND, before, after, json.dumps(config))
+    return config
+
+
+def _parse(path: str) -> dict[str, Any]:
     from krun.fastjson import read_bytes
 
     data = read_bytes(path, "host config", MAX_BYTES)
@@ -68,13 +103,16 @@ def _load(path: str) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise KrunError(f"{path}: invalid UTF-8 at byte {e.start}") from None
     try:
-        config = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise KrunError(f"{path}: {e}") from None
     except ValueError:  # int(): more digits than CPython converts
         raise KrunError(f"{path}: a number with too many digits") from None
     except RecursionError:  # tomllib parses nested arrays and tables recursively
         raise KrunError(f"{path}: nested too deeply") from None
+
+
+def _checked_keys(path: str, config: dict[str, Any]) -> dict[str, Any]:
     # An unknown key is refused, not ignored: `[kontian] mode = "always"` or a top-level
     # `km_sha256` would otherwise silently not apply.
     for name, table in config.items():

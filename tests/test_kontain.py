@@ -408,6 +408,116 @@ def test_km_changed_after_create_refuses_exec(krun: Krun, kbundle: KontainBundle
     krun("delete", "--force", cid, env=env)
 
 
+def _cache(krun: Krun, kind: str) -> list[Path]:
+    return sorted((krun.root / ".krun" / "cache").glob(f"{kind}-*"))
+
+
+def _settle(*paths: Path) -> None:
+    """Wait until the files' ctimes are old enough for krun to cache what it read."""
+    from krun.filecache import SETTLED_NS
+
+    newest = max(p.stat().st_ctime_ns for p in paths)
+    time.sleep(max(0.0, (newest + SETTLED_NS - time.time_ns()) / 1e9 + 0.2))
+
+
+def test_km_digest_cache_never_hides_a_change(krun: Krun, kbundle: KontainBundle, cid: str,
+                                              tmp_path: Path, host_dir: Path) -> None:
+    """KM's sha256 is cached by the file's identity: an in-place write of the same size
+    that even puts the mtime back must still be hashed again and meet the pin."""
+    kmdir = host_dir / "kmc"
+    kmdir.mkdir(mode=0o755)
+    km = kmdir / "km"
+    shutil.copy(HOST_KM, km)
+    good = hashlib.sha256(km.read_bytes()).hexdigest()
+    env = _with_host_config(tmp_path, km=str(km), km_sha256=good)
+    b = kbundle(["/hello.km"], V1)
+    # Written just now: read, but not cached (a second write could share its ctime).
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
+    assert _cache(krun, "km-sha256") == []
+    _settle(km, Path(env["KRUN_CONFIG"]))
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
+    [entry] = _cache(krun, "km-sha256")
+    assert entry.read_text() == good and entry.stat().st_mode & 0o777 == 0o600
+    assert (entry.parent.stat().st_mode & 0o777) == 0o700
+    st = km.stat()
+    data = bytearray(km.read_bytes())
+    data[-1] ^= 0xFF  # the same size, other bytes
+    with open(km, "r+b") as f:
+        f.write(data)
+    os.utime(km, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert km.stat().st_size == st.st_size and km.stat().st_mtime_ns == st.st_mtime_ns
+    proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
+    assert proc.returncode == 1 and "does not match the pinned" in proc.stderr, proc.stderr
+    assert _leftovers(krun, cid) == []
+    # A forged entry for the new file is believed only from a directory nobody else could
+    # have written: not from a 0755 one, a symlinked one, or through a symlinked entry.
+    from krun.filecache import identity
+
+    cache = entry.parent
+    forged = cache / f"km-sha256-{identity(km.stat())}"
+    forged.write_text(good)
+    try:
+        cache.chmod(0o755)
+        proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
+        assert proc.returncode == 1 and "does not match the pinned" in proc.stderr
+        cache.chmod(0o700)
+        forged.unlink()
+        elsewhere = host_dir / "forged"
+        elsewhere.mkdir(mode=0o700)
+        (elsewhere / forged.name).write_text(good)
+        forged.symlink_to(elsewhere / forged.name)
+        proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
+        assert proc.returncode == 1 and "does not match the pinned" in proc.stderr
+        forged.unlink()
+        cache.rename(host_dir / "real-cache")
+        cache.symlink_to(elsewhere)
+        proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
+        assert proc.returncode == 1 and "does not match the pinned" in proc.stderr
+        cache.unlink()
+        (host_dir / "real-cache").rename(cache)
+    finally:
+        cache.chmod(0o700)
+    assert _leftovers(krun, cid) == []
+    # Back to the pinned bytes: accepted, and (settled) cached again in place of the old.
+    km.write_bytes(HOST_KM.read_bytes())
+    _settle(km)
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
+    assert [p.read_text() for p in _cache(krun, "km-sha256")] == [good]
+
+
+def test_host_config_cache_never_hides_an_edit(krun: Krun, kbundle: KontainBundle, cid: str,
+                                               tmp_path: Path) -> None:
+    b = kbundle(["/hello.km"], V1)
+    good = hashlib.sha256(HOST_KM.read_bytes()).hexdigest()
+    env = _with_host_config(tmp_path, km_sha256=good)
+    conf = Path(env["KRUN_CONFIG"])
+    _settle(conf)
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
+    [entry] = _cache(krun, "hostconfig")
+    assert json.loads(entry.read_text()) == {"kontain": {"km_sha256": good}}
+    # An edit applies at once, cache or not.
+    conf.write_text(f'[kontain]\nkm_sha256 = "{"f" * 64}"\n')
+    proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
+    assert proc.returncode == 1 and "does not match the pinned" in proc.stderr, proc.stderr
+    conf.write_text(f'[kontain]\nkm_sha256 = "{good}"\n')
+    _settle(conf)
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
+    [entry] = _cache(krun, "hostconfig")  # the stale entry went
+    # A damaged entry is read past; one that holds what the file may not is refused
+    # exactly as the file would be (the keys are checked on every use).
+    for damaged, message in (("{not json", None), ("[1, 2]", None),
+                             ('{"kontain": {"km_sha256": 5}}', "kontain.km_sha256 must be"),
+                             ('{"kontian": {}}', "unknown table [kontian]")):
+        entry.write_text(damaged)
+        proc = krun("run", "--bundle", str(b), cid, env=env, check=False)
+        if message is None:
+            assert proc.stdout == "Hello from Kontain!\n", (damaged, proc.stderr)
+        else:
+            assert proc.returncode == 1 and message in proc.stderr, (damaged, proc.stderr)
+            assert len(proc.stderr.strip().splitlines()) == 1
+            assert _leftovers(krun, cid) == []
+
+
 @pytest.mark.parametrize("case,message", [
     ("missing", "no such file or directory"),
     ("text", "not an ELF"),

@@ -27,6 +27,7 @@ import stat
 
 from krun import fastjson as json
 from krun.errors import KrunError, path_error, strerror
+from krun.kontain.km import MGT_IN_CONTAINER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
     from krun.runtime.status import Status
 
-MGT_IN_CONTAINER = "/dev/.krun-km-mgt"
-SNAPSHOT_IN_CONTAINER = "/dev/.krun-snapshot"
 SNAPSHOT_FILE = "km.snapshot"
 CONFIG_FILE = "config.json"
 META_FILE = "krun-checkpoint.json"

@@ -26,17 +26,6 @@ def validated_dir(root: str) -> str:
     return os.path.join(root, RECORDS, VALIDATED)
 
 
-def _trusted(directory: str) -> bool:
-    """A verdict counts only from a directory nobody else could have written it into."""
-    try:
-        st = os.lstat(directory)
-    except OSError:
-        return False
-    import stat
-
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
-
-
 def _from_annotations(annotations: dict[str, str]) -> dict[str, Any]:
     ext: dict[str, Any] = {"version": 1}
     km: dict[str, Any] = {}
@@ -67,13 +56,17 @@ def extension(config: dict[str, Any], root: str) -> dict[str, Any]:
     with open(SCHEMA_PATH, "rb") as f:
         schema_bytes = f.read()
     # jsonschema costs ~100 ms to import: an extension that already passed this very
-    # schema (most containers share one) is not validated again.
-    import hashlib
+    # schema (most containers share one) is not validated again. The builtin BLAKE2,
+    # not hashlib: hashlib loads OpenSSL (~4 ms), and these are a few hundred bytes.
+    from _blake2 import blake2b
 
-    key = hashlib.sha256(schema_bytes + json.dumps(ext, sort_keys=True).encode()).hexdigest()
+    from krun.filecache import trusted
+
+    key = blake2b(schema_bytes + json.dumps(ext, sort_keys=True).encode(),
+                  digest_size=32).hexdigest()
     directory = validated_dir(root)
     seen = os.path.join(directory, key)
-    if os.path.exists(seen) and _trusted(directory):
+    if os.path.exists(seen) and trusted(directory):
         return ext
     _validate(ext, json.loads(schema_bytes), where)
     try:

@@ -23,9 +23,8 @@ import stat
 from krun import fastjson as json
 from krun import log
 from krun.errors import KrunError, path_error, strerror
-from krun.kontain.checkpoint import MGT_IN_CONTAINER, SNAPSHOT_IN_CONTAINER
 from krun.kontain.extension import extension
-from krun.kontain.km import KM_IN_CONTAINER, open_km
+from krun.kontain.km import KM_IN_CONTAINER, MGT_IN_CONTAINER, SNAPSHOT_IN_CONTAINER, open_km
 from krun.kontain.native import (
     private_ro_fd,
     require_static_elf,
@@ -291,7 +290,7 @@ class KontainHandler:
         bundle = plan.bundle
         config = bundle.config
         ext = extension(config, plan.g.root)
-        km = open_km(km_path(), km_pin())
+        km = open_km(km_path(), km_pin(), self.g.root)
         devices = _devices(ext.get("device", "auto"))
         debug = self.debug or bool(ext.get("debug"))
         host_debug = _debug_dir(plan.id) if debug else None
@@ -383,7 +382,7 @@ class KontainHandler:
             # container before that.
             raise KrunError(f'cannot exec in the created container "{plan.id}": its init '
                             "has not started KM yet; start it first")
-        km = open_km(km_path(), km_pin())
+        km = open_km(km_path(), km_pin(), self.g.root)
         if record.get("km_sha256") and km.digest != record["km_sha256"]:
             raise KrunError(f"KM changed since the container was created "
                             f"(sha256 {km.digest}, was {record['km_sha256']}): refused")

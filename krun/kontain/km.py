@@ -10,10 +10,16 @@ from __future__ import annotations
 import os
 import stat
 
+from krun import filecache
 from krun.errors import KrunError
 from krun.kontain.native import root_owned_chain, same_file, sha256_fd
 
 KM_IN_CONTAINER = "/opt/kontain/bin/km"
+# In the container's /dev tmpfs: KM's management socket (krun.kontain.checkpoint) and
+# the snapshot a restore resumes. Here, so a create need not import the checkpoint code.
+MGT_IN_CONTAINER = "/dev/.krun-km-mgt"
+SNAPSHOT_IN_CONTAINER = "/dev/.krun-snapshot"
+KIND = "km-sha256"
 
 
 class HostKM:
@@ -42,11 +48,13 @@ def _resolve(path: str) -> str:
     return real
 
 
-def open_km(path: str, pin: str | None) -> HostKM:
+def open_km(path: str, pin: str | None, root: str | None = None) -> HostKM:
     """Refuse a KM that is missing, not an executable file, a symlink out of its
     directory, or replaceable by anyone but root (the file or any directory above it),
     or whose sha256 differs from the pin. The digest is taken through a descriptor
-    of the very inode that libcrun will accept."""
+    of the very inode that libcrun will accept, or, under a `root`, found in its
+    cache by that inode's identity (krun.filecache says why that cannot be fooled):
+    hashing KM costs a create more than everything else krun adds for Kontain."""
     real = _resolve(path)
     st = root_owned_chain(real, "KM")
     if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o111:
@@ -57,7 +65,11 @@ def open_km(path: str, pin: str | None) -> HostKM:
         raise KrunError(f"KM {path}: {os.strerror(e.errno or 0).lower()}") from None
     try:
         same_file(fd, st, "KM", path)
-        digest = sha256_fd(fd)
+        before = os.fstat(fd)
+        digest = filecache.lookup(root, KIND, before)
+        if digest is None:
+            digest = sha256_fd(fd)
+            filecache.store(root, KIND, before, os.fstat(fd), digest)
     finally:
         os.close(fd)
     if pin and pin.lower() != digest:

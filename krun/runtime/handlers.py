@@ -71,8 +71,11 @@ class Handler(Protocol):
 
 def handlers_for_create(g: SimpleNamespace, bundle: Bundle, opts: Any) -> list[Handler]:
     """The handlers that apply to this container, in the order they rewrite it."""
+    from krun import hostconfig
     from krun.kontain.triggers import kontain_requested
     from krun.network.settings import network_requested
+
+    hostconfig.use_cache(g.root)
 
     found: list[Handler] = []
     if getattr(opts, "km_bundle", False):
@@ -94,6 +97,10 @@ def handlers_for_create(g: SimpleNamespace, bundle: Bundle, opts: Any) -> list[H
 
 
 def handler_by_name(g: SimpleNamespace, name: str | None) -> Handler | None:
+    if name in ("kontain", "network"):
+        from krun import hostconfig
+
+        hostconfig.use_cache(g.root)
     if name == "kontain":
         from krun.kontain.handler import KontainHandler
 
