@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-from types import SimpleNamespace
+
+# types.SimpleNamespace without importing `types` (~0.3 ms, paid by every command).
+SimpleNamespace = type(sys.implementation)
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:

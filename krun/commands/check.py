@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-from types import SimpleNamespace
 
 from krun.cli import CLONED_ENV  # libcrun's mark on a re-executed copy
 from krun.errors import KrunError
@@ -26,6 +25,7 @@ from krun.errors import KrunError
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import SimpleNamespace
 
 CONTAINERS, KONTAIN, ADVISORY = "containers", "kontain", "advisory"
 OK_MARK, FAIL_MARK = "\u2714", "\u2718"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from krun.errors import KrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import SimpleNamespace
 
 
 def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from types import SimpleNamespace
 
 from krun.errors import KrunError, UsageError
 from krun.runtime.ids import validate_id
@@ -20,6 +19,7 @@ from krun.runtime.status import is_alive, read_status
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
+    from types import SimpleNamespace
     from typing import Any
 
     from krun.runtime.stats import Cgroups

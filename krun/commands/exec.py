@@ -8,8 +8,6 @@ file's JSON path or the flag.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from krun import fastjson as json
 from krun.errors import KrunError, UsageError
 from krun.runtime import container
@@ -18,6 +16,7 @@ from krun.runtime.resources import U32
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
+    from types import SimpleNamespace
     from typing import Any
 
 

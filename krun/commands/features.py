@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
 from krun import OCI_VERSION, __version__
 from krun import fastjson as json
 from krun.runtime.bundle import CAPABILITIES, _last_cap
 from krun.runtime.handlers import features as handler_features
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import SimpleNamespace
 
 # From libcrun 1.8.1: the mount options it understands (linux.c), its seccomp support
 # (libseccomp 2.5 on Debian 12) and its hooks.

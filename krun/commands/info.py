@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
 from krun import OCI_VERSION
 from krun import fastjson as json
@@ -14,6 +13,7 @@ from krun.runtime.status import Status, list_ids, read_status
 
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
+    from types import SimpleNamespace
     from typing import Any
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from types import SimpleNamespace
 
 from krun.engines import ENGINES, Context, EngineError, Result, installed, plan
 from krun.errors import KrunError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import SimpleNamespace
 
 DEFAULT_PATH = "/usr/local/bin/krun"
 

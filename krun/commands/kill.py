@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from krun.runtime import container
 from krun.runtime.signals import parse_signal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import SimpleNamespace
 
 
 def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:

@@ -4,11 +4,10 @@ at PAYLOAD, so the payload's own `-x` flags pass through."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import SimpleNamespace
     from typing import Any
 
     import click

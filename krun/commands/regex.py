@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from krun import log
 from krun.errors import KrunError
 from krun.runtime.status import ids_matching
@@ -11,6 +9,7 @@ from krun.runtime.status import ids_matching
 TYPE_CHECKING = False  # typing itself costs ~10 ms to import
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import SimpleNamespace
 
 
 def for_each_match(g: SimpleNamespace, pattern: str, action: str,

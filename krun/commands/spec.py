@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 from krun import fastjson as json
 from krun.errors import KrunError, UsageError, path_error
 from krun.runtime.default_spec import default_spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import SimpleNamespace
 
 
 def main(g: SimpleNamespace, name: str, o: SimpleNamespace) -> int:

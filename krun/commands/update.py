@@ -7,12 +7,14 @@ type of the member it sets, so a wrong type is one line naming its JSON path or 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from krun import fastjson as json
 from krun.errors import UsageError
 from krun.runtime import container
 from krun.runtime.resources import RESOURCES, check_resources
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import SimpleNamespace
 
 MAX_RESOURCES_BYTES = 1 << 20  # a resources object is a few hundred bytes
 

@@ -193,12 +193,37 @@ def remove_state_dir(path: str) -> None:
     try:
         if os.path.islink(path) or not os.path.isdir(path):
             os.unlink(path)
-        else:
+        elif not _remove_flat_dir(path):
             import shutil
 
             shutil.rmtree(path)
     except FileNotFoundError:
         pass
+
+
+def _remove_flat_dir(path: str) -> bool:
+    """Remove a directory of files only (libcrun's state dir: status, config.json,
+    perhaps exec.fifo) without importing shutil: entries are unlinked relative to a
+    descriptor of the directory opened without following a link. False (and the rest
+    left to rmtree) when something in it is not a file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        for name in os.listdir(fd):
+            os.unlink(name, dir_fd=fd)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False  # EISDIR (a subdirectory), EPERM...: rmtree's to handle
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError as e:
+        return e.errno == errno.ENOENT
+    return True
 
 
 def shares_host_mounts(config: dict[str, Any]) -> bool:
