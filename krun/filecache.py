@@ -36,12 +36,15 @@ def _directory(root: str) -> str:
 
 def trusted(directory: str) -> bool:
     """A directory only this euid could have written into (not followed if a link)."""
-    import stat
-
     try:
-        st = os.lstat(directory)
+        return _trusted(os.lstat(directory))
     except OSError:
         return False
+
+
+def _trusted(st: os.stat_result) -> bool:
+    import stat
+
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
@@ -49,20 +52,25 @@ def lookup(root: str | None, kind: str, st: os.stat_result) -> str | None:
     """The `kind` value recorded for the file `st` describes; None when there is none."""
     if not root:
         return None
-    directory = _directory(root)
+    # The directory is opened without following a link and judged by that descriptor,
+    # the entry opened through it: what is judged is what is read.
+    nofollow = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(os.path.join(directory, f"{kind}-{identity(st)}"),
-                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        dfd = os.open(_directory(root), nofollow | os.O_DIRECTORY)
     except OSError:
         return None
     try:
-        if not trusted(directory):
+        if not _trusted(os.fstat(dfd)):
             return None
-        data = os.read(fd, MAX_ENTRY_BYTES + 1)
+        fd = os.open(f"{kind}-{identity(st)}", nofollow | os.O_NONBLOCK, dir_fd=dfd)
+        try:
+            data = os.read(fd, MAX_ENTRY_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     finally:
-        os.close(fd)
+        os.close(dfd)
     if len(data) > MAX_ENTRY_BYTES:
         return None
     try:
@@ -83,7 +91,8 @@ def store(root: str | None, kind: str, before: os.stat_result, after: os.stat_re
     """Record `value` for the file, read between the stats `before` and `after`."""
     if not root or identity(before) != identity(after) or not settled(before):
         return
-    if len(value.encode()) > MAX_ENTRY_BYTES:
+    data = value.encode()
+    if len(data) > MAX_ENTRY_BYTES:
         return
     directory = _directory(root)
     try:
@@ -93,31 +102,39 @@ def store(root: str | None, kind: str, before: os.stat_result, after: os.stat_re
         pass
     except OSError:
         return
-    if not trusted(directory):
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return
-    name = f"{kind}-{identity(before)}"
+    try:
+        if _trusted(os.fstat(dfd)):
+            _write(dfd, kind, f"{kind}-{identity(before)}", data)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _write(dfd: int, kind: str, name: str, data: bytes) -> None:
     tmp = f".{name}.{os.getpid()}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(os.path.join(directory, tmp), flags, 0o600)
+        fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
         try:
-            os.write(fd, value.encode())
+            os.write(fd, data)
         finally:
             os.close(fd)
         # Renamed into place: a concurrent reader sees the whole value or none.
-        os.rename(os.path.join(directory, tmp), os.path.join(directory, name))
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except OSError:
-        _unlink(directory, tmp)
+        _unlink(dfd, tmp)
         return
-    # The file changed (an upgraded KM, an edited config): its old entries are dead.
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for other in names:
+    # The file changed (an upgraded KM, an edited config): its old entries are dead,
+    # and so are temporary ones whose writer died.
+    for other in os.listdir(dfd):
         if (other.startswith(f"{kind}-") and other != name) or \
                 (other.startswith(f".{kind}-") and not _alive(other.rpartition(".")[2])):
-            _unlink(directory, other)
+            _unlink(dfd, other)
 
 
 def _alive(pid: str) -> bool:
@@ -131,8 +148,8 @@ def _alive(pid: str) -> bool:
     return True
 
 
-def _unlink(directory: str, name: str) -> None:
+def _unlink(dfd: int, name: str) -> None:
     try:
-        os.unlink(os.path.join(directory, name))
+        os.unlink(name, dir_fd=dfd)
     except OSError:
         pass

@@ -480,9 +480,12 @@ def test_km_digest_cache_never_hides_a_change(krun: Krun, kbundle: KontainBundle
     assert _leftovers(krun, cid) == []
     # Back to the pinned bytes: accepted, and (settled) cached again in place of the old.
     km.write_bytes(HOST_KM.read_bytes())
+    dead_writer = cache / ".km-sha256-1.2.3.4.5.4999999"  # a krun SIGKILLed mid-write
+    dead_writer.write_text("half")
     _settle(km)
     assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
     assert [p.read_text() for p in _cache(krun, "km-sha256")] == [good]
+    assert [p.name for p in cache.glob("*km-sha256-*")] == [f"km-sha256-{identity(km.stat())}"]
 
 
 def test_host_config_cache_never_hides_an_edit(krun: Krun, kbundle: KontainBundle, cid: str,
