@@ -439,6 +439,9 @@ def test_km_digest_cache_never_hides_a_change(krun: Krun, kbundle: KontainBundle
     [entry] = _cache(krun, "km-sha256")
     assert entry.read_text() == good and entry.stat().st_mode & 0o777 == 0o600
     assert (entry.parent.stat().st_mode & 0o777) == 0o700
+    entry.write_text("not a digest")  # damaged: hashed again (and recorded afresh)
+    assert krun("run", "--bundle", str(b), cid, env=env).stdout == "Hello from Kontain!\n"
+    assert entry.read_text() == good
     st = km.stat()
     data = bytearray(km.read_bytes())
     data[-1] ^= 0xFF  # the same size, other bytes

@@ -20,6 +20,7 @@ KM_IN_CONTAINER = "/opt/kontain/bin/km"
 MGT_IN_CONTAINER = "/dev/.krun-km-mgt"
 SNAPSHOT_IN_CONTAINER = "/dev/.krun-snapshot"
 KIND = "km-sha256"
+_HEX = frozenset("0123456789abcdef")
 
 
 class HostKM:
@@ -67,7 +68,7 @@ def open_km(path: str, pin: str | None, root: str | None = None) -> HostKM:
         same_file(fd, st, "KM", path)
         before = os.fstat(fd)
         digest = filecache.lookup(root, KIND, before)
-        if digest is None:
+        if digest is None or len(digest) != 64 or not _HEX.issuperset(digest):
             digest = sha256_fd(fd)
             filecache.store(root, KIND, before, os.fstat(fd), digest)
     finally:
