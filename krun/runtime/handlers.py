@@ -97,10 +97,9 @@ def handlers_for_create(g: SimpleNamespace, bundle: Bundle, opts: Any) -> list[H
 
 
 def handler_by_name(g: SimpleNamespace, name: str | None) -> Handler | None:
-    if name in ("kontain", "network"):
-        from krun import hostconfig
+    from krun import hostconfig
 
-        hostconfig.use_cache(g.root)
+    hostconfig.use_cache(g.root)  # as handlers_for_create: the handlers read krun.toml
     if name == "kontain":
         from krun.kontain.handler import KontainHandler
 
